@@ -1,0 +1,193 @@
+"""The `wmcli` command line: each command parses its options, calls one library function, prints.
+
+Results go to stdout (`--json` for scripts), progress and logs to stderr. Exit codes:
+0 done, 1 bad input or a failure the message explains, 2 bad usage, 130 interrupted (what was
+finished is kept). Heavy imports (torch, h5py, ale-py) happen inside commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmcli import __version__
+from wmcli.errors import WmcliError
+
+app = typer.Typer(
+    name="wmcli",
+    help="Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+store_app = typer.Typer(help="Inspect trajectory stores.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wmcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure."""
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Expected failures end as one line on stderr and a non-zero exit, without a traceback."""
+    try:
+        yield
+    except WmcliError as e:
+        typer.echo(f"wmcli: error: {e}", err=True)
+        raise typer.Exit(code=e.exit_code) from None
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def default_store(game_name: str) -> Path:
+    return Path("runs") / game_name.replace(":", "-") / "store"
+
+
+@app.command()
+def collect(
+    env: Annotated[str, typer.Option("--env", help="Game: Breakout, MsPacman, ALE/Pong-v5, minatar:Breakout, ...")],
+    store: Annotated[
+        Optional[Path], typer.Option(help="Store folder (default: runs/<game>/store). Appends if it exists.")
+    ] = None,
+    env_steps: Annotated[int, typer.Option(min=1, help="Agent steps to play (each is frame-skip raw frames).")] = 5000,
+    policy: Annotated[str, typer.Option(help="Policy: random.")] = "random",
+    num_envs: Annotated[int, typer.Option(min=1, help="Envs stepped together (threads for ALE games).")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for envs and policy (default: drawn and recorded).")] = None,
+    frame_size: Annotated[int, typer.Option(min=8, help="Frames are SIZE x SIZE RGB.")] = 64,
+    sticky_prob: Annotated[float, typer.Option(help="Sticky-action probability (DIAMOND: 0, ALE v5: 0.25).")] = 0.0,
+    mode: Annotated[Optional[int], typer.Option(help="ALE game mode.")] = None,
+    difficulty: Annotated[Optional[int], typer.Option(help="ALE game difficulty.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Play a policy in a real game and append its episodes to a trajectory store.
+
+    Every episode is written the moment it ends, so Ctrl-C (or a crash) keeps all finished
+    episodes; running again appends. The same --seed gives the same episodes.
+    """
+    with _user_errors():
+        from wmcli.collect import collect as run_collect
+        from wmcli.env import EnvConfig, make_spec
+        from wmcli.store import Store, summarize
+
+        if policy != "random":
+            raise WmcliError(f"unknown --policy '{policy}'; the policies are: random")
+        spec = make_spec(
+            EnvConfig(game=env, frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty)
+        )
+        path = store if store is not None else default_store(spec.name)
+        st = Store.create_or_open(path, spec.to_dict())
+        with _progress(f"collect {spec.name}", env_steps) as report:
+            result = run_collect(spec, st, env_steps, num_envs=num_envs, seed=seed, on_progress=report)
+        result["store_summary"] = summarize(st)
+        if as_json:
+            _print_json(result)
+        else:
+            typer.echo(
+                f"collected {result['env_steps']} steps, {result['episodes_written']} episodes "
+                f"({result['env_steps_per_s']:.0f} steps/s) into {path}"
+            )
+            _print_summary(result["store_summary"])
+        if result["interrupted"]:
+            typer.echo("wmcli: interrupted; every finished episode is in the store", err=True)
+            raise typer.Exit(code=130)
+
+
+@contextlib.contextmanager
+def _progress(title: str, total: int):
+    """A rich progress bar on stderr; yields a callback taking collect.Progress."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
+        task = bar.add_task(title, total=total, info="")
+
+        def report(p) -> None:
+            ret = f"{p.mean_return:.1f}" if p.mean_return is not None else "-"
+            bar.update(task, completed=p.steps,
+                       info=f"{p.steps_per_s:.0f} steps/s  {p.episodes} episodes  mean return {ret}")
+
+        yield report
+
+
+def _print_summary(s: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(x):
+        return "-" if x is None else (f"{x:.2f}" if isinstance(x, float) else str(x))
+
+    t = Table(title=f"store {s['store']}", show_header=False)
+    t.add_row("game", s["game"])
+    t.add_row("episodes", f"{s['episodes']} ({s['complete_episodes']} complete, {s['cut_episodes']} cut)")
+    t.add_row("steps / frames", f"{s['steps']} / {s['frames']}")
+    t.add_row("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}")
+    t.add_row("episode length", fmt(s["length_mean"]))
+    t.add_row("nonzero rewards / life losses", f"{s['nonzero_rewards']} / {s['life_losses']}")
+    t.add_row("actions", "  ".join(f"{k}:{v}" for k, v in s["action_histogram"].items()))
+    t.add_row("frames", "x".join(map(str, s["frame_shape"])) + " uint8")
+    t.add_row("protocol", ", ".join(f"{k}={v}" for k, v in s["protocol"].items()))
+    t.add_row("on disk", f"{s['disk_bytes'] / 1e6:.1f} MB")
+    Console(soft_wrap=False).print(t)
+
+
+@store_app.command("info")
+def store_info(
+    path: Annotated[Path, typer.Argument(help="Store folder.")],
+    skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files (listed on stderr).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Episodes, frames, returns, action histogram and protocol of a store."""
+    with _user_errors():
+        from wmcli.store import Store, summarize
+
+        st = Store.open(path)
+        if skip_bad:
+            for bad, why in st.bad_files():
+                typer.echo(f"wmcli: skipping {bad.name}: {why.split(': ', 1)[-1].split(';')[0]}", err=True)
+        s = summarize(st, skip_bad=skip_bad)
+        if as_json:
+            _print_json(s)
+        else:
+            _print_summary(s)
+
+
+@app.command()
+def envs(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the games wmcli can play: every ALE ROM shipped with ale-py, and MinAtar's games."""
+    from wmcli.env import all_game_names
+
+    names = all_game_names()
+    if as_json:
+        _print_json(names)
+    else:
+        typer.echo("\n".join(names))
+
+
+def main() -> None:
+    app()
