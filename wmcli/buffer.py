@@ -28,6 +28,7 @@ class Segments:
     rew: np.ndarray  # (B, L) float32
     end: np.ndarray  # (B, L) bool, game over after this step
     life_loss: np.ndarray  # (B, L) bool
+    trunc: np.ndarray  # (B, L) bool, the episode was cut after this step
     mask: np.ndarray  # (B, L) bool, the frame is real (not padding)
 
 
@@ -135,4 +136,4 @@ class EpisodeBuffer:
         return Segments(obs=obs, mask=mask, **steps)
 
 
-_STEP_ARRAYS = {"act": np.int64, "rew": np.float32, "end": bool, "life_loss": bool}
+_STEP_ARRAYS = {"act": np.int64, "rew": np.float32, "end": bool, "life_loss": bool, "trunc": bool}

@@ -1,0 +1,174 @@
+"""The HDF5 store: round trip, appending, metadata checks, corrupt files, segment sampling."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import random_episode
+from wmcli.buffer import EpisodeBuffer
+from wmcli.env import EnvConfig, make_spec
+from wmcli.errors import WmcliError
+from wmcli.store import Store, summarize
+
+
+@pytest.fixture()
+def store(tmp_path, breakout_spec):
+    return Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
+
+
+def test_round_trip_exact(store):
+    eps = [random_episode(T, seed=T) for T in (5, 17, 1)]
+    w = store.writer({"seed": 42, "policy": "random"})
+    for ep in eps:
+        w.write(ep)
+    paths = store.episode_paths()
+    assert len(paths) == 3
+    for p, ep in zip(paths, eps):  # oldest first
+        back = store.read_episode(p)
+        for k in ("obs", "act", "rew", "end", "life_loss", "trunc"):
+            np.testing.assert_array_equal(getattr(back, k), getattr(ep, k))
+        assert back.attrs["seed"] == 42 and back.attrs["policy"] == "random"
+        assert back.attrs["length"] == len(ep)
+
+
+def test_plain_h5py_reads_the_format(store):
+    """docs/store.md promises the format is readable without wmcli."""
+    store.writer().write(random_episode(9))
+    meta = json.loads((store.path / "wmcli-store.json").read_text())
+    assert meta["format"] == "wmcli-store/1" and meta["env"]["name"] == "Breakout"
+    (path,) = sorted((store.path / "episodes").glob("*.h5"))
+    with h5py.File(path, "r") as f:
+        assert f["obs"].shape == (10, 64, 64, 3) and f["obs"].dtype == np.uint8
+        assert f["act"].shape == (9,) and f["rew"].dtype == np.float32 and f["end"].dtype == bool
+        assert json.loads(f.attrs["env"])["protocol"]["frame_skip"] == 4
+
+
+def test_reopen_appends_and_refuses_other_game(store, tmp_path):
+    store.writer().write(random_episode(4))
+    again = Store.create_or_open(store.path, store.env)
+    again.writer().write(random_episode(4, seed=1))
+    assert len(Store.open(store.path).episode_paths()) == 2
+    other = make_spec(EnvConfig(game="Pong")).to_dict()
+    with pytest.raises(WmcliError, match="holds Breakout episodes"):
+        Store.create_or_open(store.path, other)
+    small = make_spec(EnvConfig(game="Breakout", frame_size=32)).to_dict()
+    with pytest.raises(WmcliError, match="frame_shape"):
+        Store.create_or_open(store.path, small)
+
+
+def test_missing_and_foreign_folders(tmp_path):
+    with pytest.raises(WmcliError, match="no store at"):
+        Store.open(tmp_path / "nope")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(WmcliError, match="not a wmcli store"):
+        Store.open(tmp_path / "plain")
+
+
+def test_corrupt_and_foreign_files_are_named_and_the_rest_stay_readable(store):
+    w = store.writer()
+    for i in range(3):
+        w.write(random_episode(6, seed=i))
+    paths = store.episode_paths()
+    # Truncate one file mid-way (as a disk error would), and drop a foreign HDF5 file in.
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data[: len(data) // 3])
+    with h5py.File(store.episodes_dir / "zz-foreign.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(WmcliError) as e:
+        list(store.iter_episodes())
+    assert paths[1].name in str(e.value) and "--skip-bad" in str(e.value)
+    bad = dict(store.bad_files())
+    assert set(p.name for p in bad) == {paths[1].name, "zz-foreign.h5"}
+    good = list(store.iter_episodes(skip_bad=True))
+    assert [p for p, _ in good] == [paths[0], paths[2]]
+    assert summarize(store, skip_bad=True)["episodes"] == 2
+
+
+def test_temporary_files_are_invisible(store):
+    store.writer().write(random_episode(3))
+    (store.episodes_dir / ".tmp-123-abcd-00001.h5").write_bytes(b"half written")
+    assert len(store.episode_paths()) == 1
+    assert summarize(store)["episodes"] == 1
+
+
+def test_summary_counts(store):
+    w = store.writer()
+    w.write(random_episode(10, seed=1))
+    w.write(random_episode(7, seed=2, end=False))  # a cut episode
+    s = summarize(store)
+    assert (s["episodes"], s["complete_episodes"], s["cut_episodes"]) == (2, 1, 1)
+    assert s["steps"] == 17 and s["frames"] == 19
+    assert sum(s["action_histogram"].values()) == 17
+    ep = store.read_episode(store.episode_paths()[0])
+    assert s["return_mean"] == pytest.approx(ep.ret)
+
+
+def test_segments_match_the_episodes(store):
+    eps = [random_episode(T, seed=T, shape=(64, 64, 3)) for T in (3, 12, 30)]
+    w = store.writer()
+    for ep in eps:
+        w.write(ep)
+    buf = EpisodeBuffer(store)
+    assert buf.num_episodes == 3 and buf.num_frames == 4 + 13 + 31
+    rng = np.random.default_rng(0)
+    L, before, after = 6, 3, 1
+    seg = buf.sample(rng, 256, L, pad_before=before, pad_after=after)
+    assert seg.obs.shape == (256, L, 64, 64, 3)
+    seen_left_pad = seen_right_pad = False
+    for b in range(256):
+        # Recover which episode and start this segment came from via its first real frame.
+        j = int(np.argmax(seg.mask[b]))
+        matches = [
+            (e, t) for e, ep in enumerate(eps) for t in range(len(ep) + 1)
+            if np.array_equal(ep.obs[t], seg.obs[b, j])
+        ]
+        assert len(matches) == 1
+        e, t = matches[0]
+        ep, s = eps[e], t - j
+        assert -before <= s <= len(ep) + 1 + after - L
+        for i in range(L):
+            pos = s + i
+            real = 0 <= pos <= len(ep)
+            assert seg.mask[b, i] == real
+            if not real:
+                assert not seg.obs[b, i].any() and seg.act[b, i] == 0 and seg.rew[b, i] == 0
+                seen_left_pad |= pos < 0
+                seen_right_pad |= pos > len(ep)
+                continue
+            np.testing.assert_array_equal(seg.obs[b, i], ep.obs[pos])
+            if pos < len(ep):
+                assert seg.act[b, i] == ep.act[pos] and seg.rew[b, i] == ep.rew[pos]
+                assert seg.end[b, i] == ep.end[pos] and seg.life_loss[b, i] == ep.life_loss[pos]
+            else:  # the last frame: no action taken there
+                assert seg.act[b, i] == 0 and not seg.end[b, i]
+    assert seen_left_pad and seen_right_pad
+    # Episodes too short for any start are never drawn; all too short is an error.
+    with pytest.raises(ValueError):
+        buf.sample(rng, 4, 40)
+
+
+def test_segment_starts_are_uniform(store):
+    w = store.writer()
+    for T, value in ((9, 1), (29, 2)):  # 10 and 30 frames, told apart by their pixel value
+        ep = random_episode(T, seed=T)
+        ep.obs[:] = value
+        w.write(ep)
+    seg = EpisodeBuffer(store).sample(np.random.default_rng(1), 20000, 5)
+    from_short = seg.obs[:, 0, 0, 0, 0] == 1
+    # 6 valid starts in the short episode, 26 in the long: P(short) = 6/32.
+    assert abs(from_short.mean() - 6 / 32) < 0.01
+
+
+def test_buffer_refresh_sees_new_episodes(store):
+    w = store.writer()
+    w.write(random_episode(5))
+    buf = EpisodeBuffer(store)
+    assert buf.num_episodes == 1
+    w.write(random_episode(6, seed=3))
+    w.write(random_episode(7, seed=4))
+    assert buf.refresh() == 2 and buf.num_episodes == 3 and buf.num_frames == 6 + 7 + 8
+    np.testing.assert_array_equal(buf.episode(2).obs, store.read_episode(store.episode_paths()[2]).obs)
