@@ -156,6 +156,79 @@ def _print_summary(s: dict) -> None:
     Console(soft_wrap=False).print(t)
 
 
+@app.command("train-wm")
+def train_wm(
+    store: Annotated[Optional[Path], typer.Option(help="Store to train on (default: runs/<game>/store of --env).")] = None,
+    env: Annotated[Optional[str], typer.Option("--env", help="Game, to find its default store.")] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe: tiny, atari100k, or a YAML file.")] = "tiny",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides train_wm.steps).")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint file.")] = Path("wm.pt"),
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in -o (weights, optimizers, step, RNG).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
+    compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train the diffusion world model (denoiser + reward/end model) on a trajectory store.
+
+    Metrics go to <output>.metrics.jsonl, checkpoints to --output (atomically). Multi-GPU:
+    torchrun --nproc-per-node N -m wmcli train-wm ...
+    """
+    with _user_errors():
+        from wmcli.recipe import load_recipe
+        from wmcli.train_wm import make_runtime, train_world_model
+
+        overrides = list(set_ or []) + ([f"train_wm.steps={steps}"] if steps else [])
+        rec = load_recipe(recipe, overrides)
+        if store is None:
+            if env is None:
+                raise WmcliError("pass --store PATH (or --env GAME for runs/<game>/store)")
+            from wmcli.env import resolve_game
+
+            store = default_store(resolve_game(env)[1])
+        rt = make_runtime(device, precision, compile_)
+        with _train_progress("train-wm", rec.train_wm.steps, rt.is_main) as report:
+            result = train_world_model(rec, store, output, rt, resume=resume, overwrite=overwrite,
+                                       skip_bad=skip_bad, on_progress=report)
+        if rt.is_main:
+            if as_json:
+                _print_json(result)
+            else:
+                val = result["val"]
+                extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
+                         if val else "")
+                typer.echo(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
+
+
+@contextlib.contextmanager
+def _train_progress(title: str, total: int, enabled: bool = True):
+    """A rich progress bar on stderr, shown from the first report on (so set-up errors print
+    alone); yields a callback taking train_wm.Report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}"))
+    bar = Progress(*columns, console=_stderr_console())
+    task = bar.add_task(title, total=total, info="")
+
+    def report(r) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        losses = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in r.metrics.items() if k.startswith("losses/"))
+        bar.update(task, completed=r.step, info=f"{losses}  {r.samples_per_s:.1f} samples/s")
+
+    try:
+        yield report
+    finally:
+        bar.stop()
+
+
 @store_app.command("info")
 def store_info(
     path: Annotated[Path, typer.Argument(help="Store folder.")],

@@ -152,7 +152,8 @@ class Denoiser(nn.Module):
         mask: Tensor | None = None,
         offset: Tensor | None = None,
         ctx_sigma: Tensor | None = None,
-    ) -> Tensor:
+        return_denoised: bool = False,
+    ):
         """Mean denoising loss over the real targets (mask (B,) bool).
 
         EDM: level is sigma (B,) float; offset (B, C, 1, 1) is the offset-noise draw (standard
@@ -160,6 +161,7 @@ class Denoiser(nn.Module):
         (x0 - c_skip * x_noisy) / c_out, as DIAMOND does.
         DDPM: level is t (B,) long; loss ||eps - eps_theta(x_t, t)||^2.
         ctx_sigma (B,): noise-augmentation level of the context frames (already added to obs).
+        return_denoised: also return the one-step estimate of x0 (for the autoregressive step).
         """
         if self.cfg.formulation == "edm":
             x_noisy = x0 + level[:, None, None, None] * noise
@@ -168,12 +170,18 @@ class Denoiser(nn.Module):
             c_skip, c_out, c_in, c_noise = (c[:, None, None, None] for c in self.edm_scalings(level))
             target = (x0 - c_skip * x_noisy) / c_out
             pred = self(c_in * x_noisy, c_noise.flatten(), obs / self.cfg.sigma_data, act, ctx_sigma)
+            denoised = c_skip * x_noisy + c_out * pred if return_denoised else None
         else:
             x_t = self.q_sample(x0, level, noise)
             target = noise
             pred = self(x_t, level.float() / self.cfg.ddpm_timesteps, obs, act, ctx_sigma)
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))  # (B,)
+            if return_denoised:
+                ab = self.alphas_cumprod[level][:, None, None, None]
+                denoised = (x_t - (1 - ab).sqrt() * pred) / ab.sqrt()
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))  # (B,)
         if mask is None:
-            return per_sample.mean()
-        m = mask.to(per_sample.dtype)
-        return (per_sample * m).sum() / m.sum().clamp(min=1)
+            loss = per_sample.mean()
+        else:
+            m = mask.to(per_sample.dtype)
+            loss = (per_sample * m).sum() / m.sum().clamp(min=1)
+        return (loss, denoised) if return_denoised else loss

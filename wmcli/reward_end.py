@@ -73,7 +73,7 @@ class RewEndModel(nn.Module):
         m = mask.flatten()
         ce_rew = F.cross_entropy(logits_rew.flatten(0, 1)[m], target_rew.flatten()[m])
         ce_end = F.cross_entropy(logits_end.flatten(0, 1)[m], end.long().flatten()[m])
-        return ce_rew + ce_end, {"loss_rew": ce_rew.item(), "loss_end": ce_end.item()}
+        return ce_rew + ce_end, {"loss_rew": ce_rew.detach(), "loss_end": ce_end.detach()}
 
 
 def precision_recall_f1(pred: Tensor, target: Tensor) -> dict:

@@ -1,0 +1,170 @@
+"""Recipes: the YAML files that set every hyperparameter, mirrored one to one by dataclasses.
+
+A recipe has one section per component, each the config dataclass declared beside the code it
+configures (`env` -> env.EnvConfig, `denoiser` -> denoiser.DenoiserConfig, ...). Loading checks
+every key and type and names the nearest key for a misspelling; `--set a.b=c` overrides go
+through the same checks. A resolved recipe is stored in every checkpoint, so a checkpoint can be
+used alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wmcli.denoiser import DenoiserConfig
+from wmcli.env import EnvConfig
+from wmcli.errors import WmcliError
+from wmcli.reward_end import RewEndConfig
+from wmcli.sampler import SamplerConfig
+from wmcli.train_wm import TrainWMConfig
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    reward_end: RewEndConfig = field(default_factory=RewEndConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train_wm: TrainWMConfig = field(default_factory=TrainWMConfig)
+
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(x):
+    if isinstance(x, dict):
+        return {k: _to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_to_plain(v) for v in x]
+    return x
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value, tp, where: str):
+    """Check `value` against the annotation `tp` (converting lists to tuples, ints to floats)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except WmcliError:
+                pass
+        raise WmcliError(f"recipe value {where}={value!r} should be {' or '.join(_type_name(a) for a in args)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise WmcliError(f"recipe value {where}={value!r} should be a list")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise WmcliError(f"recipe section {where} should be a mapping, got {value!r}")
+        return build(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML reads 1e-4 (no dot) and inf as strings
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is bool and not isinstance(value, bool):
+        raise WmcliError(f"recipe value {where}={value!r} should be true or false")
+    if tp in (int, float, str) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise WmcliError(f"recipe value {where}={value!r} should be {tp.__name__}")
+    return value
+
+
+def build(cls, data: dict, where: str = ""):
+    """Make dataclass `cls` from a mapping, refusing unknown keys with the nearest known one."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{where}.{key}" if where else key
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean {(where + '.' if where else '') + close[0]}?" if close else f"known: {', '.join(names)}"
+            raise WmcliError(f"unknown recipe key '{full}' ({hint})")
+        kwargs[key] = _coerce(value, hints[key], full)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise WmcliError(f"bad recipe value in {where or 'recipe'}: {e}") from None
+
+
+def _deep_update(base: dict, path: list[str], value) -> None:
+    d = base
+    for p in path[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise WmcliError(f"--set {'.'.join(path)}: {p} is not a section")
+    d[path[-1]] = value
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """'a.b=c' -> (['a', 'b'], c), the value read as YAML (3 -> int, [1,2] -> list, true -> bool)."""
+    import yaml
+
+    if "=" not in text:
+        raise WmcliError(f"--set '{text}' should look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def resolve_path(name: str) -> Path:
+    """A recipe name (`tiny`, `atari100k`) or a YAML file path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise WmcliError(f"recipe file {p} not found; pass a YAML file or one of: {', '.join(list_recipes())}")
+        return p
+    p = RECIPES_DIR / f"{name}.yaml"
+    if not p.is_file():
+        close = difflib.get_close_matches(name, list_recipes(), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise WmcliError(f"unknown recipe '{name}'; {hint}the recipes are: {', '.join(list_recipes())}, or a YAML file")
+    return p
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_recipe(name: str = "tiny", overrides: list[str] = (), game: str | None = None) -> Recipe:
+    """Read a recipe, apply `--set` overrides (and the game, when given), validate it all."""
+    import yaml
+
+    path = resolve_path(name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise WmcliError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise WmcliError(f"recipe {path} should be a mapping of sections")
+    for text in overrides:
+        key, value = parse_override(text)
+        _deep_update(data, key, value)
+    if game is not None:
+        _deep_update(data, ["env", "game"], game)
+    return build(Recipe, data)
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    """Rebuild the recipe stored in a checkpoint."""
+    return build(Recipe, data)
