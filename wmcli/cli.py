@@ -163,6 +163,7 @@ def train_wm(
     recipe: Annotated[str, typer.Option(help="Recipe: tiny, atari100k, or a YAML file.")] = "tiny",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides train_wm.steps).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (validate, save) once this much time has passed.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint file.")] = Path("wm.pt"),
     resume: Annotated[bool, typer.Option(help="Continue the run saved in -o (weights, optimizers, step, RNG).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")] = False,
@@ -192,7 +193,8 @@ def train_wm(
         rt = make_runtime(device, precision, compile_)
         with _train_progress("train-wm", rec.train_wm.steps, rt.is_main) as report:
             result = train_world_model(rec, store, output, rt, resume=resume, overwrite=overwrite,
-                                       skip_bad=skip_bad, on_progress=report)
+                                       skip_bad=skip_bad, on_progress=report,
+                                       max_seconds=max_minutes * 60 if max_minutes else None)
         if rt.is_main:
             if as_json:
                 _print_json(result)

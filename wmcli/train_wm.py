@@ -308,8 +308,12 @@ def train_world_model(
     overwrite: bool = False,
     skip_bad: bool = False,
     on_progress: Callable[[Report], None] | None = None,
+    max_seconds: float | None = None,
 ) -> dict:
-    """Train the denoiser and reward/end model of `recipe` on a store; checkpoints to `out`."""
+    """Train the denoiser and reward/end model of `recipe` on a store; checkpoints to `out`.
+
+    max_seconds: stop (validate, save) after the first step past this wall-clock budget.
+    """
     from wmcli.buffer import EpisodeBuffer
     from wmcli.checkpoint import load_checkpoint, save_checkpoint
     from wmcli.env import EnvConfig
@@ -377,6 +381,8 @@ def train_world_model(
     last_val: dict = {}
     sums = {"losses/denoiser": 0.0, "losses/rew_end": 0.0}
     count, t0, samples = 0, time.perf_counter(), 0
+    t_start = t0
+    done = start
 
     def save(step: int) -> None:
         if not rt.is_main:
@@ -433,11 +439,13 @@ def train_world_model(
             count += 1
             samples += B * rt.world_size
             done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            out_of_time = max_seconds is not None and _agree(time.perf_counter() - t_start > max_seconds, rt)
+            last = done == cfg.steps or out_of_time
+            if done % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - t0
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
                      "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt}
-                if val_buf is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+                if val_buf is not None and (done % cfg.val_every == 0 or last):
                     last_val = validate(denoiser, rew_end, val_buf, recipe, rt)
                     m.update(last_val)
                 if log is not None:
@@ -447,16 +455,28 @@ def train_world_model(
                     on_progress(Report(done, cfg.steps, m, samples / dt))
                 sums = dict.fromkeys(sums, 0.0)
                 count, samples, t0 = 0, 0, time.perf_counter()
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if done % cfg.checkpoint_every == 0 or last:
                 save(done)
+            if out_of_time:
+                break
     finally:
         if log is not None:
             log.close()
     return {
-        "checkpoint": str(out), "metrics": str(metrics_path), "steps": cfg.steps, "resumed_from": start,
+        "checkpoint": str(out), "metrics": str(metrics_path), "steps": done, "resumed_from": start,
+        "seconds": time.perf_counter() - t_start,
         "train_episodes": train_buf.num_episodes, "val_episodes": val_buf.num_episodes if val_buf else 0,
         "val": last_val, "device": str(rt.device), "precision": rt.precision, "world_size": rt.world_size,
     }
+
+
+def _agree(flag: bool, rt: Runtime) -> bool:
+    """Under DDP, stop when any rank says so (all ranks must leave the loop at the same step)."""
+    if rt.world_size == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=rt.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
 
 @torch.no_grad()
