@@ -174,3 +174,32 @@ def test_metrics_are_json_lines_and_stdout_is_clean(breakout_store, tmp_path):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["steps"] == 2  # stdout is exactly one JSON document
     assert len(metrics(out)) == 2
+
+
+def test_time_budget_stops_and_saves(breakout_store, tmp_path):
+    out = tmp_path / "wm.pt"
+    r = train(breakout_store.path, out, "--max-minutes", "0.0001", steps=1000)
+    assert json.loads(r.stdout)["steps"] == 1
+    assert load_checkpoint(out, "world_model")["step"] == 1
+
+
+def test_loaded_world_model_dreams_deterministically(breakout_store, tmp_path):
+    import numpy as np
+
+    from wmcli.buffer import EpisodeBuffer
+    from wmcli.frames import to_float
+    from wmcli.world_model import load_world_model, rollout
+
+    out = tmp_path / "wm.pt"
+    train(breakout_store.path, out, steps=2)
+    wm = load_world_model(out)
+    assert wm.step == 2 and wm.env["name"] == "Breakout" and wm.num_context == 4
+    seg = EpisodeBuffer(breakout_store).sample(np.random.default_rng(0), 3, 4 + 5)
+    obs, act = to_float(torch.from_numpy(seg.obs)), torch.from_numpy(seg.act)
+
+    def dream(seed):
+        return rollout(wm.denoiser, obs[:, :4], act[:, :8], wm.recipe.sampler, torch.Generator().manual_seed(seed))
+
+    a = dream(0)
+    assert a.shape == (3, 5, 3, 64, 64) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, dream(0)) and not torch.equal(a, dream(1))
