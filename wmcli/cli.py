@@ -101,7 +101,7 @@ def collect(
         )
         path = store if store is not None else default_store(spec.name)
         st = Store.create_or_open(path, spec.to_dict())
-        with _progress(f"collect {spec.name}", env_steps) as report:
+        with _progress(f"collect {spec.name}", env_steps, _describe_collect) as report:
             result = run_collect(spec, st, env_steps, num_envs=num_envs, seed=seed, on_progress=report)
         result["store_summary"] = summarize(st)
         if as_json:
@@ -118,21 +118,39 @@ def collect(
 
 
 @contextlib.contextmanager
-def _progress(title: str, total: int):
-    """A rich progress bar on stderr; yields a callback taking collect.Progress."""
+def _progress(title: str, total: int, describe, enabled: bool = True):
+    """A rich progress bar on stderr, shown from the first report on (so set-up errors print
+    alone). Yields a callback; describe(report) gives (completed, info text)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if not enabled:
+        yield None
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
-        task = bar.add_task(title, total=total, info="")
+    bar = Progress(*columns, console=_stderr_console())
+    task = bar.add_task(title, total=total, info="")
 
-        def report(p) -> None:
-            ret = f"{p.mean_return:.1f}" if p.mean_return is not None else "-"
-            bar.update(task, completed=p.steps,
-                       info=f"{p.steps_per_s:.0f} steps/s  {p.episodes} episodes  mean return {ret}")
+    def report(r) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        completed, info = describe(r)
+        bar.update(task, completed=completed, info=info)
 
+    try:
         yield report
+    finally:
+        bar.stop()
+
+
+def _describe_collect(p) -> tuple[int, str]:
+    ret = f"{p.mean_return:.1f}" if p.mean_return is not None else "-"
+    return p.steps, f"{p.steps_per_s:.0f} steps/s  {p.episodes} episodes  mean return {ret}"
+
+
+def _describe_training(r) -> tuple[int, str]:
+    losses = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in r.metrics.items() if k.startswith("losses/"))
+    return r.step, f"{losses}  {r.samples_per_s:.1f} samples/s"
 
 
 def _print_summary(s: dict) -> None:
@@ -191,7 +209,7 @@ def train_wm(
 
             store = default_store(resolve_game(env)[1])
         rt = make_runtime(device, precision, compile_)
-        with _train_progress("train-wm", rec.train_wm.steps, rt.is_main) as report:
+        with _progress("train-wm", rec.train_wm.steps, _describe_training, rt.is_main) as report:
             result = train_world_model(rec, store, output, rt, resume=resume, overwrite=overwrite,
                                        skip_bad=skip_bad, on_progress=report,
                                        max_seconds=max_minutes * 60 if max_minutes else None)
@@ -203,32 +221,6 @@ def train_wm(
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
                          if val else "")
                 typer.echo(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
-
-
-@contextlib.contextmanager
-def _train_progress(title: str, total: int, enabled: bool = True):
-    """A rich progress bar on stderr, shown from the first report on (so set-up errors print
-    alone); yields a callback taking train_wm.Report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not enabled:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}"))
-    bar = Progress(*columns, console=_stderr_console())
-    task = bar.add_task(title, total=total, info="")
-
-    def report(r) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        losses = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in r.metrics.items() if k.startswith("losses/"))
-        bar.update(task, completed=r.step, info=f"{losses}  {r.samples_per_s:.1f} samples/s")
-
-    try:
-        yield report
-    finally:
-        bar.stop()
 
 
 @store_app.command("info")

@@ -445,7 +445,7 @@ def train_world_model(
                 dt = time.perf_counter() - t0
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
                      "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt}
-                if val_buf is not None and (done % cfg.val_every == 0 or last):
+                if val_buf is not None and rt.is_main and (done % cfg.val_every == 0 or last):
                     last_val = validate(denoiser, rew_end, val_buf, recipe, rt)
                     m.update(last_val)
                 if log is not None:

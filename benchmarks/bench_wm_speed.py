@@ -1,0 +1,155 @@
+"""Denoiser speed at DIAMOND's size: training steps and imagined frames per second, and how
+much of the machine's matmul peak they reach.
+
+For each variant (memory format, torch.compile, precision), interleaved over --repeats rounds:
+- train: one DIAMOND training step of the atari100k denoiser at batch 32 (two loss terms with
+  the autoregressive step, backward, gradient clip, AdamW step);
+- imagine: one next frame for a batch of 32 with 3 Euler steps (3 network evaluations), no grad.
+FLOPs are counted by torch.utils.flop_counter on the same calls; the peak is a 2048x2048 fp32
+torch.mm measured in the same run. Medians are reported.
+
+    python benchmarks/bench_wm_speed.py                       # fp32 and channels_last
+    python benchmarks/bench_wm_speed.py --compile --bf16      # add torch.compile and bf16 autocast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+
+def peak_gflops(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4):
+    from wmcli.denoiser import Denoiser, DenoiserConfig
+    from wmcli.recipe import load_recipe
+    from wmcli.sampler import sample_next_obs
+    from wmcli.train_wm import DenoiserLoss
+
+    recipe = load_recipe("atari100k")
+    torch.manual_seed(0)
+    den = Denoiser(recipe.denoiser, num_actions)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    den.to(memory_format=fmt)
+    if compiled:
+        den.unet = torch.compile(den.unet)  # the heavy part; training and sampling both go through it
+    loss_mod = DenoiserLoss(den, 1)
+    opt = torch.optim.AdamW(den.parameters(), lr=1e-4)
+    n = recipe.denoiser.num_context
+    obs = torch.rand(batch, n + 2, 3, 64, 64) * 2 - 1
+    act = torch.randint(0, num_actions, (batch, n + 2))
+    mask = torch.ones(batch, n + 2, dtype=torch.bool)
+    draws = {"noise": torch.randn(2, batch, 3, 64, 64), "level": torch.rand(2, batch) + 0.1,
+             "offset": torch.randn(2, batch, 3, 1, 1)}
+    ac = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False))
+
+    def train_step():
+        with ac:
+            loss = loss_mod(obs, act, mask, **draws)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
+        opt.step()
+
+    def imagine():
+        with torch.no_grad(), ac:
+            sample_next_obs(den, obs[:, :n], act[:, :n], recipe.sampler, torch.Generator().manual_seed(0))
+
+    return {"name": name, "train": train_step, "imagine": imagine, "den": den}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="add torch.compile variants (cold compile: minutes)")
+    ap.add_argument("--bf16", action="store_true", help="add a bf16 autocast variant")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    variants = [make_variant("fp32", False, False, "fp32", args.batch),
+                make_variant("fp32 channels_last", True, False, "fp32", args.batch)]
+    if args.compile:
+        variants.append(make_variant("fp32 channels_last compile", True, True, "fp32", args.batch))
+    if args.bf16:
+        variants.append(make_variant("bf16 autocast channels_last", True, False, "bf16", args.batch))
+
+    base = variants[0]
+    flops_train = count_flops(base["train"])
+    flops_imagine = count_flops(base["imagine"])
+    params = sum(p.numel() for p in base["den"].parameters())
+    for v in variants:  # warm up (and compile)
+        t = time.perf_counter()
+        v["train"]()
+        v["imagine"]()
+        v["warmup_s"] = time.perf_counter() - t
+        v["t_train"], v["t_imagine"] = [], []
+    peaks = []
+    for _ in range(args.repeats):
+        peaks.append(peak_gflops())
+        for v in variants:
+            t = time.perf_counter()
+            v["train"]()
+            v["t_train"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            v["imagine"]()
+            v["t_imagine"].append(time.perf_counter() - t)
+    peak = statistics.median(peaks)
+    rows = []
+    for v in variants:
+        tt, ti = statistics.median(v["t_train"]), statistics.median(v["t_imagine"])
+        rows.append({
+            "variant": v["name"], "warmup_s": v["warmup_s"],
+            "train_steps_per_s": 1 / tt, "train_samples_per_s": args.batch / tt,
+            "train_gflops": flops_train / tt / 1e9, "train_fraction_of_peak": flops_train / tt / 1e9 / peak,
+            "imagined_frames_per_s": args.batch / ti, "imagine_gflops": flops_imagine / ti / 1e9,
+            "imagine_fraction_of_peak": flops_imagine / ti / 1e9 / peak,
+        })
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python", *sys.argv]),
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "batch": args.batch, "denoiser_params": params,
+        "gflop_per_train_step": flops_train / 1e9, "gflop_per_imagined_batch": flops_imagine / 1e9,
+        "peak_mm_gflops": peak, "peaks": peaks, "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['date']}  torch {result['torch']}  {result['threads']} threads  peak mm {peak:.1f} GFLOP/s")
+    print(f"denoiser {params:,} params; {flops_train / 1e9:.1f} GFLOP per train step, "
+          f"{flops_imagine / 1e9:.1f} GFLOP per imagined batch of {args.batch} (3 Euler steps)")
+    print(f"{'variant':<30} {'steps/s':>8} {'samples/s':>10} {'GFLOP/s':>8} {'%peak':>6} | {'frames/s':>9} {'GFLOP/s':>8} {'%peak':>6}")
+    for r in rows:
+        print(f"{r['variant']:<30} {r['train_steps_per_s']:8.3f} {r['train_samples_per_s']:10.1f} {r['train_gflops']:8.1f} "
+              f"{100 * r['train_fraction_of_peak']:5.0f}% | {r['imagined_frames_per_s']:9.1f} {r['imagine_gflops']:8.1f} "
+              f"{100 * r['imagine_fraction_of_peak']:5.0f}%")
+
+
+if __name__ == "__main__":
+    main()
