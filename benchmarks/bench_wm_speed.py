@@ -44,7 +44,7 @@ def count_flops(fn) -> int:
 
 
 def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4):
-    from wmcli.denoiser import Denoiser, DenoiserConfig
+    from wmcli.denoiser import Denoiser
     from wmcli.recipe import load_recipe
     from wmcli.sampler import sample_next_obs
     from wmcli.train_wm import DenoiserLoss

@@ -60,6 +60,8 @@ class EpisodeBuffer:
         """Load episodes not loaded yet (all new ones in the store, or those listed); return how many."""
         known = set(self.paths)
         todo = [p for p in (episodes if episodes is not None else self.store.episode_paths()) if p not in known]
+        # Size the arrays once for everything new (regrowing per episode dominated load time).
+        self._grow(self.size + sum(self.store.episode_length(p) + 1 for p in todo))
         added = 0
         for path in todo:
             try:

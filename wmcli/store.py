@@ -167,6 +167,14 @@ class Store:
             raise _bad(path, f"obs has shape {f['obs'].shape}, expected {(T + 1, *shape)}")
         return T
 
+    def episode_length(self, path: Path) -> int:
+        """Steps T of an episode file, from its attributes (0 for a file that cannot be read)."""
+        try:
+            with self._open_h5(path) as f:
+                return int(f.attrs.get("length", 0))
+        except (WmcliError, OSError):
+            return 0
+
     def read_episode(self, path: Path, frames: bool = True) -> Episode:
         """One episode; frames=False skips the frames (obs is then empty) for fast summaries."""
         with self._open_h5(path) as f:
@@ -240,7 +248,7 @@ class EpisodeWriter:
         }
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w", locking=False) as f:
-                # 16-frame chunks, gzip level 1: real 64x64 Atari frames shrink about 30x.
+                # 16-frame chunks, gzip level 1: random-play Breakout frames shrink 48x (docs/performance.md).
                 f.create_dataset(
                     "obs", data=ep.obs, chunks=(min(16, T + 1), *shape), compression="gzip",
                     compression_opts=1, shuffle=False,
