@@ -198,3 +198,21 @@ def test_ddim_and_ancestral_recover_the_data_distribution():
             errors.append(abs(x0.std().item() - S))
             assert abs(x0.mean().item()) < 0.02
         assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02 * S
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    import dataclasses
+
+    grads = []
+    for ckpt in (False, True):
+        d = tiny()
+        d = Denoiser(dataclasses.replace(d.cfg, unet=dataclasses.replace(TINY_UNET, grad_checkpointing=ckpt)), 3)
+        d.load_state_dict(tiny().state_dict())
+        for p in d.parameters():
+            torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(p.numel()))
+        g = torch.Generator().manual_seed(0)
+        x0, obs = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 2, 3, 16, 16, generator=g)
+        loss = d.loss(x0, obs, torch.zeros(2, 2, dtype=torch.long), torch.randn(2, 3, 16, 16, generator=g), torch.ones(2))
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in d.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])

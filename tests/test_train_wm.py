@@ -202,3 +202,11 @@ def test_loaded_world_model_dreams_deterministically(breakout_store, tmp_path):
     a = dream(0)
     assert a.shape == (3, 5, 3, 64, 64) and a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, dream(0)) and not torch.equal(a, dream(1))
+
+
+def test_bf16_autocast_on_cpu_and_ddpm(breakout_store, tmp_path):
+    r = train(breakout_store.path, tmp_path / "bf16.pt", "--precision", "bf16", steps=2)
+    assert json.loads(r.stdout)["precision"] == "bf16"
+    r = train(breakout_store.path, tmp_path / "ddpm.pt", "--set", "denoiser.formulation=ddpm",
+              "--set", "sampler.name=ddim", "--set", "denoiser.context_noise_max=0.1", steps=2)
+    assert load_checkpoint(tmp_path / "ddpm.pt", "world_model")["recipe"]["denoiser"]["formulation"] == "ddpm"
