@@ -210,3 +210,12 @@ def test_bf16_autocast_on_cpu_and_ddpm(breakout_store, tmp_path):
     r = train(breakout_store.path, tmp_path / "ddpm.pt", "--set", "denoiser.formulation=ddpm",
               "--set", "sampler.name=ddim", "--set", "denoiser.context_noise_max=0.1", steps=2)
     assert load_checkpoint(tmp_path / "ddpm.pt", "world_model")["recipe"]["denoiser"]["formulation"] == "ddpm"
+
+
+def test_resume_without_a_recipe_uses_the_checkpoints(breakout_store, tmp_path):
+    out = tmp_path / "wm.pt"
+    train(breakout_store.path, out, steps=2)
+    r = runner.invoke(app, ["train-wm", "--store", str(breakout_store.path), "-o", str(out), "--resume", "--steps", "3", "--json"])
+    assert r.exit_code == 0, r.stderr
+    ckpt = load_checkpoint(out, "world_model")
+    assert ckpt["step"] == 3 and ckpt["recipe"]["denoiser"]["unet"]["channels"] == [8, 8]

@@ -178,7 +178,9 @@ def _print_summary(s: dict) -> None:
 def train_wm(
     store: Annotated[Optional[Path], typer.Option(help="Store to train on (default: runs/<game>/store of --env).")] = None,
     env: Annotated[Optional[str], typer.Option("--env", help="Game, to find its default store.")] = None,
-    recipe: Annotated[str, typer.Option(help="Recipe: tiny, atari100k, or a YAML file.")] = "tiny",
+    recipe: Annotated[
+        Optional[str], typer.Option(help="Recipe: tiny, atari100k, or a YAML file (default: tiny; with --resume, the checkpoint's).")
+    ] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides train_wm.steps).")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (validate, save) once this much time has passed.")] = None,
@@ -197,11 +199,16 @@ def train_wm(
     torchrun --nproc-per-node N -m wmcli train-wm ...
     """
     with _user_errors():
-        from wmcli.recipe import load_recipe
+        from wmcli.recipe import load_recipe, recipe_from_dict
         from wmcli.train_wm import make_runtime, train_world_model
 
         overrides = list(set_ or []) + ([f"train_wm.steps={steps}"] if steps else [])
-        rec = load_recipe(recipe, overrides)
+        if resume and recipe is None and output.exists():  # continue with the checkpoint's own recipe
+            from wmcli.checkpoint import load_checkpoint
+
+            rec = recipe_from_dict(load_checkpoint(output, "world_model")["recipe"], overrides)
+        else:
+            rec = load_recipe(recipe or "tiny", overrides)
         if store is None:
             if env is None:
                 raise WmcliError("pass --store PATH (or --env GAME for runs/<game>/store)")

@@ -157,14 +157,18 @@ def load_recipe(name: str = "tiny", overrides: list[str] = (), game: str | None 
         raise WmcliError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise WmcliError(f"recipe {path} should be a mapping of sections")
+    if game is not None:
+        overrides = [*overrides, f"env.game={game}"]
+    return recipe_from_dict(data, overrides)
+
+
+def recipe_from_dict(data: dict, overrides: list[str] = ()) -> Recipe:
+    """Build a recipe from a mapping (a YAML file's, or the one stored in a checkpoint),
+    after applying `--set` overrides."""
+    import copy
+
+    data = copy.deepcopy(data)
     for text in overrides:
         key, value = parse_override(text)
         _deep_update(data, key, value)
-    if game is not None:
-        _deep_update(data, ["env", "game"], game)
-    return build(Recipe, data)
-
-
-def recipe_from_dict(data: dict) -> Recipe:
-    """Rebuild the recipe stored in a checkpoint."""
     return build(Recipe, data)

@@ -330,15 +330,6 @@ def train_world_model(
         )
     protocol = {k: v for k, v in env["protocol"].items() if k in EnvConfig.__dataclass_fields__}
     recipe = replace(recipe, env=EnvConfig(game=env["name"], **protocol))
-    paths = store.episode_paths()
-    if not paths:
-        raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
-    train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
-    if not train_paths:
-        train_paths, val_paths = paths, []
-    train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths)
-    val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
-
     ckpt = None
     if out.exists() and not (resume or overwrite):
         raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
@@ -347,6 +338,15 @@ def train_world_model(
             raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
         ckpt = load_checkpoint(out, "world_model")
         _check_resume_recipe(ckpt["recipe"], recipe.to_dict())
+
+    paths = store.episode_paths()
+    if not paths:
+        raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
+    train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
+    if not train_paths:
+        train_paths, val_paths = paths, []
+    train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths)
+    val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
 
     denoiser, rew_end = build_models(recipe, env["num_actions"])
     start = 0
