@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import subprocess
 import sys
@@ -22,10 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def psnr_of_mse(mse: float) -> float:
-    return 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")  # frames in [-1, 1]: range 2
 
 
 def main() -> None:
@@ -49,6 +44,7 @@ def main() -> None:
     from wmcli.collect import collect
     from wmcli.env import EnvConfig, make_spec
     from wmcli.frames import to_float
+    from wmcli.metrics import psnr_of_mse
     from wmcli.recipe import load_recipe
     from wmcli.store import Store
     from wmcli.train_wm import make_runtime, split_episodes, train_world_model

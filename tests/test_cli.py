@@ -154,7 +154,10 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path):
     path = tmp_path / "s"
     proc = popen_wmcli("collect", "--env", "Breakout", "--env-steps", "1000000", "--store", str(path))
     t0 = time.time()
-    while not (path / "episodes").is_dir() or len(list((path / "episodes").glob("*.h5"))) < 2:
+    def finished():  # episode files that landed (not a writer's hidden temporary file)
+        return [p for p in (path / "episodes").glob("*.h5") if not p.name.startswith(".")]
+
+    while not (path / "episodes").is_dir() or len(finished()) < 2:
         assert time.time() - t0 < 120 and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)

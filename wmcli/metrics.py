@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -11,3 +13,9 @@ def psnr(a: Tensor, b: Tensor, data_range: float = 2.0) -> Tensor:
     ([-1, 1] frames: 2). Identical frames give +inf."""
     mse = (a.float() - b.float()).pow(2).flatten(1).mean(dim=1)
     return 10 * torch.log10(data_range**2 / mse)
+
+
+def psnr_of_mse(mse: float, data_range: float = 2.0) -> float:
+    """PSNR (dB) of a mean squared error, e.g. pooled over many frames. Pooling the MSE first
+    keeps exact frames (a copied static frame) from making the average infinite."""
+    return 10 * math.log10(data_range**2 / mse) if mse > 0 else float("inf")
