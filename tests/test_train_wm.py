@@ -219,3 +219,18 @@ def test_resume_without_a_recipe_uses_the_checkpoints(breakout_store, tmp_path):
     assert r.exit_code == 0, r.stderr
     ckpt = load_checkpoint(out, "world_model")
     assert ckpt["step"] == 3 and ckpt["recipe"]["denoiser"]["unet"]["channels"] == [8, 8]
+
+
+def test_split_holds_out_at_least_one_episode(tmp_path):
+    from pathlib import Path
+
+    from wmcli.train_wm import split_episodes
+
+    paths = [Path(f"{i:020d}-abcd-000000.h5") for i in range(200)]
+    train_p, val_p = split_episodes(paths, 0.1)
+    assert 5 <= len(val_p) <= 40 and not set(train_p) & set(val_p) and len(train_p) + len(val_p) == 200
+    assert split_episodes(paths + [Path("99999999999999999999-x-000000.h5")], 0.1)[1][: len(val_p)] == val_p
+    for n in range(2, 6):  # tiny stores still get a held-out episode
+        assert len(split_episodes(paths[:n], 0.1)[1]) >= 1
+    assert split_episodes(paths[:1], 0.1) == (paths[:1], [])
+    assert split_episodes(paths[:5], 0.0)[1] == []

@@ -201,8 +201,14 @@ class RewEndLoss(nn.Module):
 
 
 def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
-    """Held-in and held-out episodes, by a hash of each file name: stable as the store grows."""
+    """Held-in and held-out episodes, by a hash of each file name: stable as the store grows.
+    A store of 2 or more episodes always holds one out (its newest) when the hash picked none,
+    and a store of 1 trains on it and holds none out."""
+    if len(paths) < 2:
+        return list(paths), []
     val = [p for p in paths if zlib.crc32(p.name.encode()) % 10_000 < val_fraction * 10_000]
+    if (val_fraction > 0 and not val) or len(val) == len(paths):
+        val = [paths[-1]]
     held = set(val)
     return [p for p in paths if p not in held], val
 
@@ -343,8 +349,6 @@ def train_world_model(
     if not paths:
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
     train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
-    if not train_paths:
-        train_paths, val_paths = paths, []
     train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths)
     val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
 
