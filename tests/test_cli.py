@@ -143,8 +143,9 @@ def test_bad_usage_exit_code_2():
     assert r.exit_code == 2
 
 
-def test_ctrl_c_keeps_finished_episodes(tmp_path):
-    """SIGINT ends collect with exit 130 and every finished episode in the store."""
+@pytest.mark.parametrize("num_envs", ["1", "2"])
+def test_ctrl_c_keeps_finished_episodes(tmp_path, num_envs):
+    """SIGINT ends collect (after the current step) with exit 130 and every finished episode in the store."""
     import signal
     import time
 
@@ -152,7 +153,7 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path):
     from wmcli.store import Store
 
     path = tmp_path / "s"
-    proc = popen_wmcli("collect", "--env", "Breakout", "--env-steps", "1000000", "--store", str(path))
+    proc = popen_wmcli("collect", "--env", "Breakout", "--env-steps", "1000000", "--store", str(path), "--num-envs", num_envs)
     t0 = time.time()
     def finished():  # episode files that landed (not a writer's hidden temporary file)
         return [p for p in (path / "episodes").glob("*.h5") if not p.name.startswith(".")]

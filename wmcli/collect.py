@@ -8,7 +8,10 @@ steps played. The same seed gives the same episodes.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +57,28 @@ class _EpisodeBuilder:
         return Episode(obs=np.stack(self.obs), **arrays)
 
 
+@contextlib.contextmanager
+def _stop_on_sigint():
+    """Turn the first Ctrl-C into a request to stop after the current step (a second one
+    interrupts at once). Interrupting ale-py's vector env between sending actions and receiving
+    their results can leave its worker threads waiting forever, so the loop must end cleanly."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def collect(
     spec: EnvSpec,
     store: Store,
@@ -69,45 +94,47 @@ def collect(
     writer = store.writer({"seed": seed, "policy": "random", "collector": "wmcli collect"})
     venv = make_vector_env(spec, num_envs)
     t0 = last_report = time.perf_counter()
-    steps, returns, written, interrupted = 0, [], 0, False
-    try:
-        obs, info = venv.reset(seed=seed)
-        lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
-        builders = [_EpisodeBuilder(obs[i], int(lives[i])) for i in range(num_envs)]
-        restarting = np.zeros(num_envs, dtype=bool)  # finished last step: this step resets it
-        while steps < env_steps:
-            act = rng.integers(0, spec.num_actions, size=num_envs)
-            obs, rew, term, trunc, info = venv.step(act)
+    steps, returns, written = 0, [], 0
+    with _stop_on_sigint() as stop:
+        try:
+            obs, info = venv.reset(seed=seed)
             lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
-            for i in range(num_envs):
-                if restarting[i]:  # the action was ignored; obs is the new episode's first frame
-                    builders[i] = _EpisodeBuilder(obs[i], int(lives[i]))
-                    restarting[i] = False
-                    continue
-                if steps >= env_steps:
-                    break
-                b = builders[i]
-                b.add(int(act[i]), obs[i], float(rew[i]), bool(term[i]), bool(trunc[i]), int(lives[i]))
-                steps += 1
-                if term[i] or trunc[i]:
-                    writer.write(b.episode())
-                    written += 1
-                    if term[i]:
-                        returns.append(float(np.sum(b.steps["rew"])))
-                    restarting[i] = True
-            now = time.perf_counter()
-            if on_progress and now - last_report > 0.5:
-                last_report = now
-                on_progress(Progress(steps, written, _mean(returns), steps / (now - t0)))
-        # The budget is spent: write the episodes under way as cut.
-        for i, b in enumerate(builders):
-            if not restarting[i] and len(b) > 0:
-                writer.write(b.episode(cut=True))
-                written += 1
-    except KeyboardInterrupt:
-        interrupted = True  # every finished episode is already in the store
-    finally:
-        venv.close()
+            builders = [_EpisodeBuilder(obs[i], int(lives[i])) for i in range(num_envs)]
+            restarting = np.zeros(num_envs, dtype=bool)  # finished last step: this step resets it
+            while steps < env_steps and not stop.is_set():
+                act = rng.integers(0, spec.num_actions, size=num_envs)
+                obs, rew, term, trunc, info = venv.step(act)
+                lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
+                for i in range(num_envs):
+                    if restarting[i]:  # the action was ignored; obs is the new episode's first frame
+                        builders[i] = _EpisodeBuilder(obs[i], int(lives[i]))
+                        restarting[i] = False
+                        continue
+                    if steps >= env_steps:
+                        break
+                    b = builders[i]
+                    b.add(int(act[i]), obs[i], float(rew[i]), bool(term[i]), bool(trunc[i]), int(lives[i]))
+                    steps += 1
+                    if term[i] or trunc[i]:
+                        writer.write(b.episode())
+                        written += 1
+                        if term[i]:
+                            returns.append(float(np.sum(b.steps["rew"])))
+                        restarting[i] = True
+                now = time.perf_counter()
+                if on_progress and now - last_report > 0.5:
+                    last_report = now
+                    on_progress(Progress(steps, written, _mean(returns), steps / (now - t0)))
+            if not stop.is_set():  # the budget is spent: write the episodes under way as cut
+                for i, b in enumerate(builders):
+                    if not restarting[i] and len(b) > 0:
+                        writer.write(b.episode(cut=True))
+                        written += 1
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C; every finished episode is already in the store
+        finally:
+            interrupted = stop.is_set()
+            venv.close()
     elapsed = time.perf_counter() - t0
     if on_progress:
         on_progress(Progress(steps, written, _mean(returns), steps / max(elapsed, 1e-9)))

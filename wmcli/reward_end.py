@@ -69,11 +69,16 @@ class RewEndModel(nn.Module):
     def loss(self, obs, act, next_obs, rew, end, mask) -> tuple[Tensor, dict]:
         """Cross-entropy of the reward's sign and of the end, over real steps (mask (B, T) bool)."""
         logits_rew, logits_end, _ = self(obs, act, next_obs)
-        target_rew = (rew.sign() + 1).long()  # -1, 0, 1 -> 0, 1, 2
-        m = mask.flatten()
-        ce_rew = F.cross_entropy(logits_rew.flatten(0, 1)[m], target_rew.flatten()[m])
-        ce_end = F.cross_entropy(logits_end.flatten(0, 1)[m], end.long().flatten()[m])
-        return ce_rew + ce_end, {"loss_rew": ce_rew.detach(), "loss_end": ce_end.detach()}
+        return rew_end_loss(logits_rew, logits_end, rew, end, mask)
+
+
+def rew_end_loss(logits_rew: Tensor, logits_end: Tensor, rew: Tensor, end: Tensor, mask: Tensor) -> tuple[Tensor, dict]:
+    """Cross-entropy of the reward's sign (B, T, 3) and the end (B, T, 2) over the real steps."""
+    target_rew = (rew.sign() + 1).long()  # -1, 0, 1 -> 0, 1, 2
+    m = mask.flatten()
+    ce_rew = F.cross_entropy(logits_rew.flatten(0, 1)[m], target_rew.flatten()[m])
+    ce_end = F.cross_entropy(logits_end.flatten(0, 1)[m], end.long().flatten()[m])
+    return ce_rew + ce_end, {"loss_rew": ce_rew.detach(), "loss_end": ce_end.detach()}
 
 
 def precision_recall_f1(pred: Tensor, target: Tensor) -> dict:

@@ -490,7 +490,7 @@ def validate(denoiser, rew_end, buf, recipe: Recipe, rt: Runtime) -> dict:
     Draws are seeded by the recipe seed alone, so every validation sees the same segments and noise.
     """
     from wmcli.metrics import psnr_of_mse
-    from wmcli.reward_end import precision_recall_f1
+    from wmcli.reward_end import precision_recall_f1, rew_end_loss
     from wmcli.sampler import sample_next_obs
 
     cfg = replace(recipe.train_wm, autoregressive_steps=0)
@@ -514,8 +514,8 @@ def validate(denoiser, rew_end, buf, recipe: Recipe, rt: Runtime) -> dict:
         se_copy.append((obs[:, n - 1][mask] - target[mask]).pow(2).flatten(1).mean(1))
         rb = rew_end_batch(buf, rng, recipe.train_wm, rt, recipe.train_wm.rew_end_batch_size)
         with rt.autocast():
-            lr_, _ = rew.loss(rb["obs"], rb["act"], rb["next_obs"], rb["rew"], rb["end"], rb["mask"])
             logits_rew, logits_end, _ = rew(rb["obs"], rb["act"], rb["next_obs"])
+            lr_, _ = rew_end_loss(logits_rew, logits_end, rb["rew"], rb["end"], rb["mask"])
         loss_r.append(lr_.item())
         m = rb["mask"]
         rew_pred.append(logits_rew.argmax(-1)[m] != 1)
