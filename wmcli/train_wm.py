@@ -380,7 +380,7 @@ def train_world_model(
     metrics_path = out.with_suffix(".metrics.jsonl")
     log = open(metrics_path, "a") if rt.is_main else None  # noqa: SIM115
     n = recipe.denoiser.num_context
-    B = cfg.batch_size // rt.world_size if cfg.batch_size >= rt.world_size else cfg.batch_size
+    B = max(1, cfg.batch_size // rt.world_size)  # per-rank batches
     Br = max(1, cfg.rew_end_batch_size // rt.world_size)
     last_val: dict = {}
     sums = {"losses/denoiser": 0.0, "losses/rew_end": 0.0}
