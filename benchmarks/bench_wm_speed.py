@@ -10,14 +10,23 @@ torch.mm measured in the same run. Medians are reported.
 
     python benchmarks/bench_wm_speed.py                       # fp32 and channels_last
     python benchmarks/bench_wm_speed.py --compile --bf16      # add torch.compile and bf16 autocast
+    python benchmarks/bench_wm_speed.py --compare-malloc      # glibc's default allocator vs wmcli's heap setting
+
+The process uses wmcli's CPU allocator setting (wmcli.runtime.keep_large_allocations_on_heap),
+as `wmcli train-wm` does, unless WMCLI_MALLOC=default. --compare-malloc runs the channels_last
+variant in fresh child processes, alternating the two settings, since an allocator cannot be
+switched back and forth inside one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -81,6 +90,60 @@ def make_variant(name: str, channels_last: bool, compiled: bool, precision: str,
     return {"name": name, "train": train_step, "imagine": imagine, "den": den}
 
 
+def child(args, heap: bool) -> None:
+    """One warm-up and --repeats timed train steps and imagined batches of fp32 channels_last."""
+    v = make_variant("fp32 channels_last", True, False, "fp32", args.batch)
+    v["train"]()
+    v["imagine"]()
+    out = {"heap": heap, "train_s": [], "imagine_s": [], "peak": peak_gflops()}
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        v["train"]()
+        out["train_s"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        v["imagine"]()
+        out["imagine_s"].append(time.perf_counter() - t)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    out["sys_s_per_round"] = (r1.ru_stime - r0.ru_stime) / args.repeats
+    out["user_s_per_round"] = (r1.ru_utime - r0.ru_utime) / args.repeats
+    out["minor_faults_per_round"] = (r1.ru_minflt - r0.ru_minflt) / args.repeats
+    out["max_rss_mb"] = r1.ru_maxrss / 1024
+    out["flops_train"] = count_flops(v["train"])
+    out["flops_imagine"] = count_flops(v["imagine"])
+    print(json.dumps(out))
+
+
+def compare_malloc(args) -> None:
+    """Alternate child processes with WMCLI_MALLOC=default and =heap; medians over all rounds."""
+    settings = ["default", "heap"]
+    runs = {m: [] for m in settings}
+    for r in range(args.repeats):
+        for m in settings[r % 2:] + settings[:r % 2]:
+            env = {**os.environ, "WMCLI_MALLOC": m}
+            cmd = [sys.executable, __file__, "--child", "--repeats", "2", "--batch", str(args.batch)]
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            runs[m].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"round {r + 1} {m}: train {runs[m][-1]['train_s']} imagine {runs[m][-1]['imagine_s']}", file=sys.stderr)
+    peak = statistics.median(x["peak"] for m in settings for x in runs[m])
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  {' '.join(['python', *sys.argv])}  "
+          f"torch {torch.__version__}  peak mm {peak:.1f} GFLOP/s (median of children)")
+    print(f"{'malloc':<8} {'train s':>8} {'%peak':>6} {'imagine s':>10} {'%peak':>6} {'sys s/round':>12} "
+          f"{'faults/round':>13} {'max RSS MB':>11}")
+    base = None
+    for m in settings:
+        tt = statistics.median(t for x in runs[m] for t in x["train_s"])
+        ti = statistics.median(t for x in runs[m] for t in x["imagine_s"])
+        ft, fi = runs[m][0]["flops_train"], runs[m][0]["flops_imagine"]
+        sys_s = statistics.median(x["sys_s_per_round"] for x in runs[m])
+        faults = statistics.median(x["minor_faults_per_round"] for x in runs[m])
+        rss = statistics.median(x["max_rss_mb"] for x in runs[m])
+        print(f"{m:<8} {tt:8.2f} {100 * ft / tt / 1e9 / peak:5.0f}% {ti:10.2f} {100 * fi / ti / 1e9 / peak:5.0f}% "
+              f"{sys_s:12.1f} {faults:13,.0f} {rss:11,.0f}")
+        base = base or (tt, ti)
+    print(f"heap vs default: train {base[0] / tt:.2f}x, imagine {base[1] / ti:.2f}x faster")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
@@ -89,9 +152,20 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="add a bf16 autocast variant")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--compare-malloc", action="store_true", help="glibc default vs heap setting, in child processes")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compare_malloc:
+        compare_malloc(args)
+        return
+    from wmcli.runtime import keep_large_allocations_on_heap
+
+    heap = keep_large_allocations_on_heap()
+    if args.child:
+        child(args, heap)
+        return
 
     variants = [make_variant("fp32", False, False, "fp32", args.batch),
                 make_variant("fp32 channels_last", True, False, "fp32", args.batch)]

@@ -2,9 +2,11 @@
 
 1. Collect ~20k frames of random-policy play into a store (cached between runs).
 2. Train a recipe (default: tiny) for at most --minutes on this machine.
-3. On held-out episodes: the next frame at 1 step, and 15-step rollouts under the real actions,
-   each against the copy-last-frame baseline. PSNR is computed from the mean squared error over
-   all compared frames (a copied frame is often exact, so per-frame PSNR would be infinite).
+3. On held-out episodes (wmcli.world_model.evaluate_world_model, as `wmcli eval wm.pt --store`):
+   the next frame at 1 step, and 15-step rollouts under the real actions, each against the
+   copy-last-frame baseline (PSNR of the MSE pooled over all compared frames: a copied frame
+   is often exact, so per-frame PSNR would be infinite); reward and end precision/recall/F1
+   over every held-out transition.
 
     python benchmarks/quality_wm.py --game Breakout --frames 20000 --minutes 20
 """
@@ -19,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -40,15 +41,13 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from wmcli.buffer import EpisodeBuffer
     from wmcli.collect import collect
     from wmcli.env import EnvConfig, make_spec
-    from wmcli.frames import to_float
-    from wmcli.metrics import psnr_of_mse
     from wmcli.recipe import load_recipe
     from wmcli.store import Store
-    from wmcli.train_wm import make_runtime, split_episodes, train_world_model
-    from wmcli.world_model import load_world_model, rollout
+    from wmcli.runtime import make_runtime
+    from wmcli.train_wm import train_world_model
+    from wmcli.world_model import evaluate_world_model, load_world_model
 
     store_path = Path(args.store or f"/tmp/wmcli-quality/{args.game}-{args.frames}")
     out = Path(args.out)
@@ -75,34 +74,10 @@ def main() -> None:
         train_summary["wall_minutes"] = (time.time() - t0) / 60
 
     wm = load_world_model(out)
-    n, H = wm.num_context, args.horizon
-    _, val_paths = split_episodes(store.episode_paths(), wm.recipe.train_wm.val_fraction)
-    buf = EpisodeBuffer(store, episodes=val_paths)
-    rng = np.random.default_rng(1234)
-    seg = buf.sample(rng, args.segments, n + H, pad_before=0, pad_after=0)
-    obs = to_float(torch.from_numpy(seg.obs))  # (B, n+H, 3, h, w)
-    act = torch.from_numpy(seg.act)
-    g = torch.Generator().manual_seed(0)
-    t0 = time.perf_counter()
-    dream = rollout(wm.denoiser, obs[:, :n], act[:, : n + H - 1], wm.recipe.sampler, g)  # (B, H, 3, h, w)
-    dream_s = time.perf_counter() - t0
-    real = obs[:, n:]
-    copy = obs[:, n - 1 : n].expand_as(real)
-    mse_model = (dream - real).pow(2).mean(dim=(0, 2, 3, 4))  # (H,)
-    mse_copy = (copy - real).pow(2).mean(dim=(0, 2, 3, 4))
-    per_step = [
-        {"step": t + 1, "psnr_model": psnr_of_mse(mse_model[t].item()), "psnr_copy_last": psnr_of_mse(mse_copy[t].item())}
-        for t in range(H)
-    ]
+    ev = evaluate_world_model(wm, store, segments=args.segments, horizon=args.horizon, seed=1234)
     result = {
-        "game": args.game, "store": str(store_path), "store_frames": buf.num_frames, "checkpoint": str(out),
-        "recipe": args.recipe, "overrides": args.set, "trained_steps": wm.step,
-        "train": train_summary, "held_out_episodes": buf.num_episodes, "segments": args.segments,
-        "psnr_1step_model": per_step[0]["psnr_model"], "psnr_1step_copy_last": per_step[0]["psnr_copy_last"],
-        "psnr_rollout_mean_model": psnr_of_mse(mse_model.mean().item()),
-        "psnr_rollout_mean_copy_last": psnr_of_mse(mse_copy.mean().item()),
-        "per_step": per_step,
-        "imagined_frames_per_s": args.segments * H / dream_s,
+        "game": args.game, "store": str(store_path), "checkpoint": str(out),
+        "recipe": args.recipe, "overrides": args.set, "trained_steps": wm.step, "train": train_summary, **ev,
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join(["python", *sys.argv]),
@@ -111,11 +86,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"trained {wm.step} steps; held-out 1-step PSNR {result['psnr_1step_model']:.2f} dB "
-              f"vs copy-last {result['psnr_1step_copy_last']:.2f} dB")
+        print(f"trained {wm.step} steps; held-out 1-step PSNR {ev['psnr_1step']:.2f} dB "
+              f"vs copy-last {ev['psnr_1step_copy_last']:.2f} dB")
         print("rollout step  model  copy-last")
-        for r in per_step:
-            print(f"{r['step']:>12}  {r['psnr_model']:5.2f}  {r['psnr_copy_last']:5.2f}")
+        for t, (m, c) in enumerate(zip(ev["psnr_per_step"], ev["psnr_per_step_copy_last"])):
+            print(f"{t + 1:>12}  {m:5.2f}  {c:5.2f}")
+        for k in ("reward", "end"):
+            print(f"{k}: precision {ev[k]['precision']:.3f} recall {ev[k]['recall']:.3f} "
+                  f"F1 {ev[k]['f1']:.3f} over {ev[k]['support']} events")
 
 
 if __name__ == "__main__":

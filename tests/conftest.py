@@ -16,6 +16,19 @@ from wmcli.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A world model small enough for a test: 2 U-Net levels of 8 channels, a 2-level reward/end
+# encoder; and an agent to match (2 residual blocks of 4 channels, LSTM 8).
+MICRO = [
+    "denoiser.unet.channels=[8,8]", "denoiser.unet.depths=[1,1]", "denoiser.unet.attn_depths=[false,false]",
+    "denoiser.unet.cond_channels=16", "denoiser.action_emb_dim=4", "denoiser.unet.attn_head_dim=4",
+    "reward_end.channels=[8,8]", "reward_end.depths=[1,1]", "reward_end.cond_channels=8",
+    "reward_end.lstm_dim=16", "reward_end.attn_head_dim=4",
+    "train_wm.batch_size=4", "train_wm.rew_end_batch_size=2", "train_wm.rew_end_seq_len=4",
+    "train_wm.val_batches=1", "train_wm.warmup_steps=5", "train_wm.lr=0.001",
+    "actor_critic.channels=[4,4]", "actor_critic.lstm_dim=8",
+    "train_agent.batch_size=2", "train_agent.horizon=3", "train_agent.warmup_steps=2", "train_agent.lr=0.001",
+]
+
 
 @pytest.fixture(scope="session")
 def breakout_spec():
@@ -29,6 +42,19 @@ def breakout_store(tmp_path_factory, breakout_spec):
     store = Store.create_or_open(path, breakout_spec.to_dict())
     collect(breakout_spec, store, env_steps=600, num_envs=2, seed=0)
     return Store.open(path)
+
+
+@pytest.fixture(scope="session")
+def micro_wm(tmp_path_factory, breakout_store):
+    """A micro world model trained 4 steps on breakout_store (its checkpoint path). Read-only."""
+    from wmcli.recipe import load_recipe
+    from wmcli.runtime import make_runtime
+    from wmcli.train_wm import train_world_model
+
+    out = tmp_path_factory.mktemp("models") / "wm.pt"
+    recipe = load_recipe("tiny", [*MICRO, "train_wm.steps=4", "train_wm.val_every=1000"])
+    train_world_model(recipe, breakout_store.path, out, make_runtime("cpu"))
+    return out
 
 
 def run_wmcli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

@@ -12,22 +12,11 @@ import time
 import torch
 from typer.testing import CliRunner
 
-from conftest import popen_wmcli, run_wmcli
+from conftest import MICRO, popen_wmcli, run_wmcli
 from wmcli.checkpoint import load_checkpoint, save_checkpoint
 from wmcli.cli import app
 
 runner = CliRunner()
-
-# A world model small enough for a test: 2 U-Net levels of 8 channels, a 2-level reward/end encoder.
-MICRO = [
-    "denoiser.unet.channels=[8,8]", "denoiser.unet.depths=[1,1]", "denoiser.unet.attn_depths=[false,false]",
-    "denoiser.unet.cond_channels=16", "denoiser.action_emb_dim=4", "denoiser.unet.attn_head_dim=4",
-    "reward_end.channels=[8,8]", "reward_end.depths=[1,1]", "reward_end.cond_channels=8",
-    "reward_end.lstm_dim=16", "reward_end.attn_head_dim=4",
-    "train_wm.batch_size=4", "train_wm.rew_end_batch_size=2", "train_wm.rew_end_seq_len=4",
-    "train_wm.val_batches=1", "train_wm.warmup_steps=5", "train_wm.lr=0.001",
-]
-
 
 def sets(*extra: str) -> list[str]:
     out = []

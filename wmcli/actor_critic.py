@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -90,19 +89,22 @@ def lambda_returns(rew: Tensor, end: Tensor, values: Tensor, gamma: float, lambd
 
 
 def actor_critic_loss(logits: Tensor, values: Tensor, act: Tensor, rew: Tensor, end: Tensor,
-                      cfg: ActorCriticConfig) -> tuple[Tensor, dict]:
-    """logits (B, T, A), values (B, T + 1), act (B, T), rew (B, T) raw, end (B, T) bool.
+                      cfg: ActorCriticConfig, mask: Tensor | None = None) -> tuple[Tensor, dict]:
+    """logits (B, T, A), values (B, T + 1), act (B, T), rew (B, T) raw, end (B, T) bool, and
+    mask (B, T) bool marking the steps that count (default all; steps after an end do not).
 
     REINFORCE with the value as baseline: -log pi(a_t) (G_t - V_t) with the advantage detached,
     + value_weight (V_t - G_t)^2 with G detached, - entropy_weight H(pi); rewards sign-clipped.
     """
     with torch.no_grad():
         returns = lambda_returns(rew.sign(), end, values, cfg.gamma, cfg.lambda_)  # (B, T)
-    dist = torch.distributions.Categorical(logits=logits)
+    w = torch.ones_like(rew) if mask is None else mask.float()
+    n = w.sum().clamp(min=1)
+    dist = torch.distributions.Categorical(logits=logits.float())
     advantage = (returns - values[:, :-1]).detach()
-    loss_actor = -(dist.log_prob(act) * advantage).mean()
-    loss_value = F.mse_loss(values[:, :-1], returns)
-    entropy = dist.entropy().mean()
+    loss_actor = -(dist.log_prob(act) * advantage * w).sum() / n
+    loss_value = ((values[:, :-1] - returns).pow(2) * w).sum() / n
+    entropy = (dist.entropy() * w).sum() / n
     loss = loss_actor + cfg.value_weight * loss_value - cfg.entropy_weight * entropy
     return loss, {"losses/actor": loss_actor.detach(), "losses/value": loss_value.detach(),
-                  "charts/entropy": entropy.detach(), "charts/return": returns.mean()}
+                  "charts/entropy": entropy.detach(), "charts/return": ((returns * w).sum() / n)}

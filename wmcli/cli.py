@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -64,18 +65,32 @@ def _stderr_console():
     return Console(stderr=True)
 
 
+# Options shared by the training commands.
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")]
+
+
 def default_store(game_name: str) -> Path:
     return Path("runs") / game_name.replace(":", "-") / "store"
 
 
 @app.command()
 def collect(
-    env: Annotated[str, typer.Option("--env", help="Game: Breakout, MsPacman, ALE/Pong-v5, minatar:Breakout, ...")],
+    env: Annotated[
+        Optional[str],
+        typer.Option("--env", help="Game: Breakout, MsPacman, ALE/Pong-v5, minatar:Breakout, ... "
+                                   "(default with an agent: its game and frame protocol)"),
+    ] = None,
     store: Annotated[
         Optional[Path], typer.Option(help="Store folder (default: runs/<game>/store). Appends if it exists.")
     ] = None,
     env_steps: Annotated[int, typer.Option(min=1, help="Agent steps to play (each is frame-skip raw frames).")] = 5000,
-    policy: Annotated[str, typer.Option(help="Policy: random.")] = "random",
+    policy: Annotated[str, typer.Option(help="Policy: random, or an agent checkpoint (wmcli train-agent -o).")] = "random",
+    epsilon: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With an agent: probability of a uniformly random action.")
+    ] = 0.0,
     num_envs: Annotated[int, typer.Option(min=1, help="Envs stepped together (threads for ALE games).")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Seed for envs and policy (default: drawn and recorded).")] = None,
     frame_size: Annotated[int, typer.Option(min=8, help="Frames are SIZE x SIZE RGB.")] = 64,
@@ -91,18 +106,16 @@ def collect(
     """
     with _user_errors():
         from wmcli.collect import collect as run_collect
-        from wmcli.env import EnvConfig, make_spec
         from wmcli.store import Store, summarize
 
-        if policy != "random":
-            raise WmcliError(f"unknown --policy '{policy}'; the policies are: random")
-        spec = make_spec(
-            EnvConfig(game=env, frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty)
-        )
+        if seed is None:  # drawn here, so the agent's sampling is recorded by it too
+            seed = secrets.randbelow(2**31)
+        spec, player = _env_and_policy(env, policy, epsilon, seed, dict(
+            frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty))
         path = store if store is not None else default_store(spec.name)
         st = Store.create_or_open(path, spec.to_dict())
         with _progress(f"collect {spec.name}", env_steps, _describe_collect) as report:
-            result = run_collect(spec, st, env_steps, num_envs=num_envs, seed=seed, on_progress=report)
+            result = run_collect(spec, st, env_steps, num_envs=num_envs, seed=seed, on_progress=report, policy=player)
         result["store_summary"] = summarize(st)
         if as_json:
             _print_json(result)
@@ -115,6 +128,29 @@ def collect(
         if result["interrupted"]:
             typer.echo("wmcli: interrupted; every finished episode is in the store", err=True)
             raise typer.Exit(code=130)
+
+
+def _env_and_policy(env: str | None, policy: str, epsilon: float, seed: int | None, env_options: dict):
+    """The game to play and the policy to play it with (None = random, seeded by collect).
+
+    With an agent and no --env, the agent's own game and frame protocol; with --env, that game,
+    checked against the agent (action count, frame size)."""
+    import numpy as np
+
+    from wmcli.env import EnvConfig, make_spec, spec_from_dict
+    from wmcli.policy import AgentPolicy, load_agent
+
+    if policy == "random":
+        if env is None:
+            raise WmcliError("--env is required with --policy random (e.g. --env Breakout)")
+        return make_spec(EnvConfig(game=env, **env_options)), None
+    if not Path(policy).exists():
+        raise WmcliError(f"--policy {policy!r} is neither 'random' nor an existing agent checkpoint "
+                         f"(the file `wmcli train-agent -o` wrote)")
+    agent = load_agent(policy)
+    spec = spec_from_dict(agent.env) if env is None else make_spec(EnvConfig(game=env, **env_options))
+    agent.check_env(spec.to_dict())
+    return spec, AgentPolicy(agent, np.random.default_rng(seed), epsilon=epsilon)
 
 
 @contextlib.contextmanager
@@ -181,14 +217,14 @@ def train_wm(
     recipe: Annotated[
         Optional[str], typer.Option(help="Recipe: tiny, atari100k, or a YAML file (default: tiny; with --resume, the checkpoint's).")
     ] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
+    set_: SetOpt = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides train_wm.steps).")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (validate, save) once this much time has passed.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint file.")] = Path("wm.pt"),
     resume: Annotated[bool, typer.Option(help="Continue the run saved in -o (weights, optimizers, step, RNG).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -200,7 +236,8 @@ def train_wm(
     """
     with _user_errors():
         from wmcli.recipe import load_recipe, recipe_from_dict
-        from wmcli.train_wm import make_runtime, train_world_model
+        from wmcli.runtime import make_runtime
+        from wmcli.train_wm import train_world_model
 
         overrides = list(set_ or []) + ([f"train_wm.steps={steps}"] if steps else [])
         if resume and recipe is None and output.exists():  # continue with the checkpoint's own recipe
@@ -228,6 +265,65 @@ def train_wm(
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
                          if val else "")
                 typer.echo(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
+
+
+def _describe_agent_training(r) -> tuple[int, str]:
+    m = r.metrics
+    return r.step, (f"loss {m['losses/total']:.4f}  dream return {m['dream/return']:.2f}  "
+                    f"entropy {m['charts/entropy']:.3f}  {r.frames_per_s:.0f} imagined frames/s")
+
+
+@app.command("train-agent")
+def train_agent(
+    world_model: Annotated[Path, typer.Argument(help="World-model checkpoint (wmcli train-wm -o).")],
+    store: Annotated[
+        Optional[Path], typer.Option(help="Store whose episodes start the dreams (default: the world model's).")
+    ] = None,
+    recipe: Annotated[
+        Optional[str],
+        typer.Option(help="Recipe for actor_critic/train_agent: tiny, atari100k or a YAML file "
+                          "(default: the world model's; with --resume, the checkpoint's)."),
+    ] = None,
+    set_: SetOpt = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides train_agent.steps).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) once this much time has passed.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Agent checkpoint file.")] = Path("agent.pt"),
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in -o (weights, optimizer, step).")] = False,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the world model (default: on CUDA only).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train an actor-critic agent purely inside a world model's dreams.
+
+    Each step dreams train_agent.batch_size games of train_agent.horizon steps from real
+    contexts. Metrics go to <output>.metrics.jsonl, checkpoints to --output (atomically).
+    Multi-GPU: torchrun --nproc-per-node N -m wmcli train-agent ...
+    """
+    with _user_errors():
+        from wmcli.checkpoint import load_checkpoint
+        from wmcli.recipe import load_recipe, recipe_from_dict
+        from wmcli.runtime import make_runtime
+        from wmcli.train_agent import train_agent as run_train_agent
+
+        overrides = list(set_ or []) + ([f"train_agent.steps={steps}"] if steps else [])
+        if recipe is not None:
+            rec = load_recipe(recipe, overrides)
+        elif resume and output.exists():  # continue with the checkpoint's own recipe
+            rec = recipe_from_dict(load_checkpoint(output, "agent")["recipe"], overrides)
+        else:  # the recipe the world model was trained with (its actor_critic/train_agent sections)
+            rec = recipe_from_dict(load_checkpoint(world_model, "world_model")["recipe"], overrides)
+        rt = make_runtime(device, precision, compile_)
+        with _progress("train-agent", rec.train_agent.steps, _describe_agent_training, rt.is_main) as report:
+            result = run_train_agent(rec, world_model, output, rt, store_path=store, resume=resume,
+                                     overwrite=overwrite, on_progress=report,
+                                     max_seconds=max_minutes * 60 if max_minutes else None)
+        if rt.is_main:
+            if as_json:
+                _print_json(result)
+            else:
+                typer.echo(f"trained {result['steps']} agent steps into {result['checkpoint']}")
 
 
 @store_app.command("info")

@@ -86,12 +86,17 @@ def collect(
     num_envs: int = 1,
     seed: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    policy=None,
 ) -> dict:
-    """Play `env_steps` steps of a uniformly random policy over `num_envs` envs into `store`."""
+    """Play `env_steps` steps over `num_envs` envs into `store`, with `policy` (a
+    wmcli.policy policy; default uniformly random, drawing from the seed)."""
+    from wmcli.policy import RandomPolicy
+
     if seed is None:
         seed = secrets.randbelow(2**31)
-    rng = np.random.default_rng(seed)  # the policy's randomness; envs are seeded seed + i
-    writer = store.writer({"seed": seed, "policy": "random", "collector": "wmcli collect"})
+    if policy is None:
+        policy = RandomPolicy(spec.num_actions, np.random.default_rng(seed))  # envs are seeded seed + i
+    writer = store.writer({"seed": seed, "policy": policy.name, "collector": "wmcli collect"})
     venv = make_vector_env(spec, num_envs)
     t0 = last_report = time.perf_counter()
     steps, returns, written = 0, [], 0
@@ -101,8 +106,11 @@ def collect(
             lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
             builders = [_EpisodeBuilder(obs[i], int(lives[i])) for i in range(num_envs)]
             restarting = np.zeros(num_envs, dtype=bool)  # finished last step: this step resets it
+            policy.reset(num_envs)
+            first = np.ones(num_envs, dtype=bool)  # the frame starts an episode
             while steps < env_steps and not stop.is_set():
-                act = rng.integers(0, spec.num_actions, size=num_envs)
+                act = policy.act(obs, first)
+                first = restarting.copy()  # where the last step ended an episode, obs is now a first frame
                 obs, rew, term, trunc, info = venv.step(act)
                 lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
                 for i in range(num_envs):
@@ -143,6 +151,7 @@ def collect(
         "store": str(store.path),
         "seed": seed,
         "num_envs": num_envs,
+        "policy": policy.name,
         "env_steps": steps,
         "episodes_written": written,
         "episodes_finished": len(returns),

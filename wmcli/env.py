@@ -19,6 +19,7 @@ Only this file and store.py see frames as uint8 (H, W, 3) arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -107,6 +108,13 @@ class EnvSpec:
             "frame_shape": list(self.frame_shape),
             "protocol": self.config.protocol(),
         }
+
+
+def spec_from_dict(d: dict) -> EnvSpec:
+    """The EnvSpec recorded in a store or checkpoint (`EnvSpec.to_dict()`), made again."""
+    fields = {f.name for f in dataclasses.fields(EnvConfig)} - {"game"}
+    config = EnvConfig(game=d["name"], **{k: v for k, v in d["protocol"].items() if k in fields})
+    return make_spec(config)
 
 
 def _key(name: str) -> str:

@@ -21,6 +21,8 @@ from wmcli.env import EnvConfig
 from wmcli.errors import WmcliError
 from wmcli.reward_end import RewEndConfig
 from wmcli.sampler import SamplerConfig
+from wmcli.actor_critic import ActorCriticConfig
+from wmcli.train_agent import TrainAgentConfig
 from wmcli.train_wm import TrainWMConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -33,6 +35,8 @@ class Recipe:
     reward_end: RewEndConfig = field(default_factory=RewEndConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train_wm: TrainWMConfig = field(default_factory=TrainWMConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    train_agent: TrainAgentConfig = field(default_factory=TrainAgentConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))
@@ -172,3 +176,14 @@ def recipe_from_dict(data: dict, overrides: list[str] = ()) -> Recipe:
         key, value = parse_override(text)
         _deep_update(data, key, value)
     return build(Recipe, data)
+
+
+def check_resume_recipe(old: dict, new: dict, sections: tuple[str, ...], loop_section: str, free: set[str]) -> None:
+    """Refuse to resume a checkpoint whose recipe (`old`) differs from `new` in what the
+    training depends on: the given sections, except the loop section's `free` keys (steps,
+    logging and checkpoint intervals)."""
+    diffs = [f"{section}.{key}" for section in sections for key, value in new.get(section, {}).items()
+             if not (section == loop_section and key in free) and old.get(section, {}).get(key) != value]
+    if diffs:
+        raise WmcliError(f"cannot resume: the recipe differs from the checkpoint's in {', '.join(diffs[:5])}; "
+                         f"use the same recipe, or train into a new -o file")

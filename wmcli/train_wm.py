@@ -11,10 +11,8 @@ optional torch.compile, pinned non-blocking host-to-device copies. Under torchru
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
 import zlib
 from collections.abc import Callable
@@ -27,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from wmcli.errors import WmcliError
+from wmcli.runtime import Runtime, agree, lr_at, make_optimizer, step_generators, to_device, unwrap
 
 if TYPE_CHECKING:
     from wmcli.recipe import Recipe
@@ -74,84 +73,6 @@ class TrainWMConfig:
     """Use channels_last memory format for the convolutions (faster on CUDA and most CPUs)."""
     seed: int = 0
     """Seed of the model initialisation and of every batch and noise draw."""
-
-
-# ---- devices, precision, distribution ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Runtime:
-    device: torch.device
-    precision: str  # fp32, bf16, fp16
-    compile: bool
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-
-def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | None = None) -> Runtime:
-    """Resolve the device and precision, and join the process group when started by torchrun."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise WmcliError("--device cuda but no CUDA device is visible; use --device cpu")
-    if device not in ("cpu", "cuda"):
-        raise WmcliError(f"--device must be auto, cpu or cuda, got {device!r}")
-    dev = torch.device(device)
-    if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise WmcliError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-    if world_size > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
-    return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size)
-
-
-def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on Linear, Conv and LSTM weights; none on biases, norms and embeddings."""
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.LSTM)) and "weight" in name:
-                decay.append(p)
-            else:
-                no_decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainWMConfig, rt: Runtime) -> torch.optim.Optimizer:
-    fused = {"fused": True} if rt.device.type == "cuda" else {}
-    return torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, eps=cfg.adam_eps, **fused)
-
-
-def lr_at(step: int, cfg: TrainWMConfig) -> float:
-    """Linear warm-up, then constant (DIAMOND)."""
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-
-
-def step_generators(seed: int, rank: int, step: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
-    """The numpy (batches) and torch (noise) generators of one step of one rank."""
-    rng = np.random.default_rng([seed, rank, step])
-    g = torch.Generator(device=device)
-    g.manual_seed(int(rng.integers(2**62)))
-    return rng, g
 
 
 # ---- the two losses as modules (one forward per backward, as DDP wants) -------------------------
@@ -213,13 +134,6 @@ def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], 
     return [p for p in paths if p not in held], val
 
 
-def to_device(x: np.ndarray, rt: Runtime) -> Tensor:
-    t = torch.from_numpy(x)
-    if rt.device.type == "cuda":
-        t = t.pin_memory()
-    return t.to(rt.device, non_blocking=True)
-
-
 def denoiser_batch(buf, rng, cfg: TrainWMConfig, n: int, rt: Runtime, batch_size: int) -> dict:
     """Segments of n context frames + 1 + autoregressive targets; the first target is always real."""
     from wmcli.frames import to_float
@@ -273,28 +187,8 @@ def build_models(recipe: Recipe, num_actions: int):
     return denoiser, rew_end
 
 
-def _unwrap(m: nn.Module) -> nn.Module:
-    m = getattr(m, "_orig_mod", m)  # torch.compile
-    return getattr(m, "module", m)  # DDP
-
-
 # Recipe sections that may change between a run and its resumption.
 RESUMABLE_KEYS = {"steps", "log_every", "val_every", "checkpoint_every"}
-
-
-def _check_resume_recipe(old: dict, new: dict) -> None:
-    diffs = []
-    for section, values in new.items():
-        for key, value in values.items():
-            if section == "train_wm" and key in RESUMABLE_KEYS:
-                continue
-            if old.get(section, {}).get(key) != value:
-                diffs.append(f"{section}.{key}")
-    if diffs:
-        raise WmcliError(
-            f"cannot resume: the recipe differs from the checkpoint's in {', '.join(diffs[:5])}; "
-            f"use the same recipe, or train into a new -o file"
-        )
 
 
 @dataclass
@@ -323,6 +217,7 @@ def train_world_model(
     from wmcli.buffer import EpisodeBuffer
     from wmcli.checkpoint import load_checkpoint, save_checkpoint
     from wmcli.env import EnvConfig
+    from wmcli.recipe import check_resume_recipe
     from wmcli.store import Store
 
     cfg = recipe.train_wm
@@ -343,7 +238,8 @@ def train_world_model(
         if not out.exists():
             raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
         ckpt = load_checkpoint(out, "world_model")
-        _check_resume_recipe(ckpt["recipe"], recipe.to_dict())
+        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("env", "denoiser", "reward_end", "sampler", "train_wm"),
+                            "train_wm", RESUMABLE_KEYS)
 
     paths = store.episode_paths()
     if not paths:
@@ -394,7 +290,7 @@ def train_world_model(
         save_checkpoint(out, {
             "kind": "world_model", "recipe": recipe.to_dict(), "env": env, "step": step,
             "store": str(store_path), "val_metrics": last_val,
-            "models": {"denoiser": _unwrap(denoiser).state_dict(), "rew_end": _unwrap(rew_end).state_dict()},
+            "models": {"denoiser": unwrap(denoiser).state_dict(), "rew_end": unwrap(rew_end).state_dict()},
             "resume": {"opt_denoiser": opt_den.state_dict(), "opt_rew_end": opt_rew.state_dict(),
                        "scaler": scaler.state_dict()},
         })
@@ -443,7 +339,7 @@ def train_world_model(
             count += 1
             samples += B * rt.world_size
             done = step + 1
-            out_of_time = max_seconds is not None and _agree(time.perf_counter() - t_start > max_seconds, rt)
+            out_of_time = max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt)
             last = done == cfg.steps or out_of_time
             if done % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - t0
@@ -474,15 +370,6 @@ def train_world_model(
     }
 
 
-def _agree(flag: bool, rt: Runtime) -> bool:
-    """Under DDP, stop when any rank says so (all ranks must leave the loop at the same step)."""
-    if rt.world_size == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=rt.device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(t.item())
-
-
 @torch.no_grad()
 def validate(denoiser, rew_end, buf, recipe: Recipe, rt: Runtime) -> dict:
     """Held-out losses, reward/end precision-recall-F1, and 1-step PSNR against copying the last frame.
@@ -494,7 +381,7 @@ def validate(denoiser, rew_end, buf, recipe: Recipe, rt: Runtime) -> dict:
     from wmcli.sampler import sample_next_obs
 
     cfg = replace(recipe.train_wm, autoregressive_steps=0)
-    den, rew = _unwrap(denoiser), _unwrap(rew_end)
+    den, rew = unwrap(denoiser), unwrap(rew_end)
     den.eval()
     rew.eval()
     n = recipe.denoiser.num_context

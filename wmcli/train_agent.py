@@ -1,0 +1,244 @@
+"""Training the agent inside the world model: DIAMOND's actor-critic, in one explicit loop.
+
+Each step dreams a batch of games: B real contexts from the store, the policy's LSTM burned in
+on the context frames, then `horizon` steps in which the policy acts and the world model
+answers with the next frame, a reward and an end. The loss is REINFORCE with a value baseline
+on lambda-returns (wmcli.actor_critic); steps after a dreamed end are masked out, and a game
+that reaches the horizon is bootstrapped with the value of its last frame. The world model is
+frozen. Randomness is counter-based as in train_wm (step k of rank r draws from (seed, r, k)),
+so a resumed run replays exactly what a straight run would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from wmcli.errors import WmcliError
+from wmcli.runtime import Runtime, agree, lr_at, make_optimizer, step_generators, unwrap
+
+if TYPE_CHECKING:
+    from wmcli.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class TrainAgentConfig:
+    """The `train_agent` section of a recipe."""
+
+    steps: int = 5000
+    """Gradient steps, each on one batch of dreamed games (DIAMOND's first epoch: 5,000)."""
+    batch_size: int = 32
+    """Dreamed games per step (DIAMOND: 32)."""
+    horizon: int = 15
+    """Dreamed steps per game before truncation (DIAMOND: 15)."""
+    lr: float = 1e-4
+    """AdamW learning rate after warm-up (DIAMOND: 1e-4)."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon (DIAMOND: 1e-8)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (DIAMOND: 0 for the actor-critic)."""
+    warmup_steps: int = 100
+    """Linear learning-rate warm-up (DIAMOND: 100)."""
+    grad_clip: float = 100.0
+    """Gradient-norm clip (DIAMOND: 100)."""
+    log_every: int = 50
+    """Steps between metric lines."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (and at the end)."""
+    seed: int = 0
+    """Seed of the initialisation and of every dream."""
+
+
+class AgentLoss(nn.Module):
+    """One batch of dreamed games and the actor-critic loss on them, as one forward (for DDP)."""
+
+    def __init__(self, actor_critic: nn.Module):
+        super().__init__()
+        self.actor_critic = actor_critic
+
+    def forward(self, wm_env, horizon: int, g: torch.Generator) -> tuple[Tensor, dict]:
+        from wmcli.actor_critic import actor_critic_loss
+
+        ac = self.actor_critic
+        obs, info = wm_env.reset()
+        B = obs.shape[0]
+        state = unwrap(ac).initial_state(B, obs.device)
+        with torch.no_grad():  # burn the policy's LSTM in on the earlier context frames
+            for i in range(info["context_obs"].shape[1]):
+                _, _, state = ac(info["context_obs"][:, i], state)
+        logits, values, acts, rews, ends, masks = [], [], [], [], [], []
+        alive = torch.ones(B, dtype=torch.bool, device=obs.device)
+        for _ in range(horizon):
+            lg, v, state = ac(obs, state)
+            a = torch.multinomial(lg.detach().float().softmax(-1), 1, generator=g).squeeze(1)
+            obs, rew, end, trunc, _ = wm_env.step(a)
+            logits.append(lg)
+            values.append(v)
+            acts.append(a)
+            rews.append(rew)
+            ends.append(end)
+            masks.append(alive)
+            alive = alive & ~end
+        _, v_last, _ = ac(obs, state)  # truncated at the horizon: bootstrap from the last frame
+        values.append(v_last)
+        stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
+        rew, end, mask = stack(rews), stack(ends), stack(masks)
+        loss, metrics = actor_critic_loss(stack(logits), stack(values), stack(acts), rew, end,
+                                          unwrap(ac).cfg, mask=mask)
+        metrics["dream/return"] = (rew * mask).sum(1).mean().detach()
+        metrics["dream/end_rate"] = (end & mask).any(1).float().mean()
+        return loss, metrics
+
+
+@dataclass
+class Report:
+    step: int
+    total: int
+    metrics: dict
+    frames_per_s: float
+
+
+def train_agent(
+    recipe: Recipe,
+    world_model_path: Path,
+    out: Path,
+    rt: Runtime,
+    store_path: Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_progress: Callable[[Report], None] | None = None,
+    max_seconds: float | None = None,
+) -> dict:
+    """Train the actor-critic of `recipe` in the world model of `world_model_path`, dreams
+    starting from the store's episodes (default: the store the world model was trained on)."""
+    from wmcli.actor_critic import ActorCritic
+    from wmcli.buffer import EpisodeBuffer
+    from wmcli.checkpoint import load_checkpoint, save_checkpoint
+    from wmcli.recipe import check_resume_recipe
+    from wmcli.store import Store
+    from wmcli.world_model import load_world_model
+    from wmcli.world_model_env import WorldModelEnv
+
+    cfg = recipe.train_agent
+    wm = load_world_model(world_model_path, rt.device)
+    env = wm.env
+    if store_path is None:
+        store_path = Path(wm.store) if wm.store else None
+        if store_path is None or not (store_path / "wmcli-store.json").exists():
+            raise WmcliError(f"the world model's store ({wm.store}) is not there; pass --store PATH")
+    store = Store.open(store_path)
+    if store.env["num_actions"] != env["num_actions"] or list(store.env["frame_shape"]) != list(env["frame_shape"]):
+        raise WmcliError(f"store {store_path} holds {store.env['name']} {store.env['frame_shape']} with "
+                         f"{store.env['num_actions']} actions, but the world model was trained on {env['name']} "
+                         f"{env['frame_shape']} with {env['num_actions']}; pass the store of that game")
+    # The agent plays what the world model dreams: its env and denoiser/sampler/reward sections.
+    recipe = replace(recipe, env=wm.recipe.env, denoiser=wm.recipe.denoiser, reward_end=wm.recipe.reward_end,
+                     train_wm=wm.recipe.train_wm)
+    ckpt = None
+    if out.exists() and not (resume or overwrite):
+        raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
+    if resume:
+        if not out.exists():
+            raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
+        ckpt = load_checkpoint(out, "agent")
+        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("actor_critic", "sampler", "train_agent"),
+                            "train_agent", RESUMABLE_KEYS)
+    buf = EpisodeBuffer(store)
+    if buf.num_episodes == 0:
+        raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
+
+    torch.manual_seed(cfg.seed)
+    ac = ActorCritic(recipe.actor_critic, env["num_actions"], env["frame_shape"][0])
+    start = 0
+    if ckpt is not None:
+        ac.load_state_dict(ckpt["models"]["actor_critic"])
+        start = ckpt["step"]
+    ac.to(rt.device)
+    opt = make_optimizer(ac, cfg, rt)
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["resume"]["opt"])
+    B = max(1, cfg.batch_size // rt.world_size)
+    try:
+        wm_env = WorldModelEnv(wm, buf, B, cfg.horizon, recipe.sampler, rt.device, autocast=rt.autocast)
+    except ValueError as e:
+        raise WmcliError(f"store {store_path}: {e}") from None
+    if rt.compile:
+        wm.denoiser.compile()
+        wm.rew_end.compile()
+    loss_mod = AgentLoss(ac)
+    if rt.world_size > 1:
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        loss_mod = nn.parallel.DistributedDataParallel(loss_mod, device_ids=ids)
+
+    metrics_path = out.with_suffix(".metrics.jsonl")
+    log = open(metrics_path, "a") if rt.is_main else None  # noqa: SIM115
+    sums: dict[str, float] = {}
+    count, t0 = 0, time.perf_counter()
+    t_start = t0
+    done = start
+
+    def save(step: int) -> None:
+        if rt.is_main:
+            save_checkpoint(out, {
+                "kind": "agent", "recipe": recipe.to_dict(), "env": env, "step": step,
+                "world_model": {"path": str(world_model_path), "step": wm.step}, "store": str(store_path),
+                "models": {"actor_critic": unwrap(ac).state_dict()}, "resume": {"opt": opt.state_dict()},
+            })
+
+    try:
+        for step in range(start, cfg.steps):
+            rng, g = step_generators(cfg.seed, rt.rank, step, rt.device)
+            wm_env.set_generators(rng, g)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            ac.train()
+            with rt.autocast():
+                loss, metrics = loss_mod(wm_env, cfg.horizon, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(ac.parameters(), cfg.grad_clip)
+            opt.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                kept = f"the last good checkpoint {out} is kept" if out.exists() else "no checkpoint was written"
+                raise WmcliError(f"agent training diverged at step {step + 1} (loss {value}); {kept}; "
+                                 f"lower train_agent.lr")
+            sums["losses/total"] = sums.get("losses/total", 0.0) + value
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+            done = step + 1
+            out_of_time = max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt)
+            last = done == cfg.steps or out_of_time
+            if done % cfg.log_every == 0 or last:
+                dt = time.perf_counter() - t0
+                fps = count * B * rt.world_size * cfg.horizon / dt
+                m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr_at(step, cfg),
+                     "perf/steps_per_s": count / dt, "perf/imagined_frames_per_s": fps}
+                if log is not None:
+                    log.write(json.dumps(m) + "\n")
+                    log.flush()
+                if on_progress:
+                    on_progress(Report(done, cfg.steps, m, fps))
+                sums, count, t0 = {}, 0, time.perf_counter()
+            if done % cfg.checkpoint_every == 0 or last:
+                save(done)
+            if out_of_time:
+                break
+    finally:
+        if log is not None:
+            log.close()
+    return {"checkpoint": str(out), "metrics": str(metrics_path), "steps": done, "resumed_from": start,
+            "seconds": time.perf_counter() - t_start, "world_model": str(world_model_path), "store": str(store_path),
+            "device": str(rt.device), "precision": rt.precision, "world_size": rt.world_size}
+
+
+RESUMABLE_KEYS = {"steps", "log_every", "checkpoint_every"}
