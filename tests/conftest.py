@@ -9,12 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from wmcli.collect import collect
 from wmcli.env import EnvConfig, make_spec
 from wmcli.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The test models are micro-sized: intra-op threads gain nothing there, and on a shared 2-core
+# machine two threads waiting on a busy core make each conv many times slower. One thread in
+# this process and in every wmcli subprocess keeps the suite's time steady.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 # A world model small enough for a test: 2 U-Net levels of 8 channels, a 2-level reward/end
 # encoder; and an agent to match (2 residual blocks of 4 channels, LSTM 8).

@@ -130,7 +130,8 @@ def collect(
             raise typer.Exit(code=130)
 
 
-def _env_and_policy(env: str | None, policy: str, epsilon: float, seed: int | None, env_options: dict):
+def _env_and_policy(env: str | None, policy: str, epsilon: float, seed: int | None, env_options: dict,
+                    greedy: bool = False):
     """The game to play and the policy to play it with (None = random, seeded by collect).
 
     With an agent and no --env, the agent's own game and frame protocol; with --env, that game,
@@ -150,7 +151,7 @@ def _env_and_policy(env: str | None, policy: str, epsilon: float, seed: int | No
     agent = load_agent(policy)
     spec = spec_from_dict(agent.env) if env is None else make_spec(EnvConfig(game=env, **env_options))
     agent.check_env(spec.to_dict())
-    return spec, AgentPolicy(agent, np.random.default_rng(seed), epsilon=epsilon)
+    return spec, AgentPolicy(agent, np.random.default_rng(seed), epsilon=epsilon, greedy=greedy)
 
 
 @contextlib.contextmanager
@@ -324,6 +325,174 @@ def train_agent(
                 _print_json(result)
             else:
                 typer.echo(f"trained {result['steps']} agent steps into {result['checkpoint']}")
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Argument(help="An agent checkpoint (wmcli train-agent -o) to play, or a world-model checkpoint "
+                            "(wmcli train-wm -o) to measure on --store."),
+    ] = None,
+    env: Annotated[
+        Optional[str],
+        typer.Option("--env", help="Game to play (default with an agent: its game and frame protocol)."),
+    ] = None,
+    policy: Annotated[str, typer.Option(help="Policy without a CHECKPOINT: random, or an agent checkpoint.")] = "random",
+    episodes: Annotated[int, typer.Option(min=1, help="Whole episodes to play (the first ones to start).")] = 100,
+    num_envs: Annotated[int, typer.Option(min=1, help="Envs stepped together (threads for ALE games).")] = 4,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for envs and policy (default: drawn and recorded; "
+                                                     "world model: 0).")] = None,
+    mode: Annotated[Optional[int], typer.Option(help="ALE game mode.")] = None,
+    difficulty: Annotated[Optional[int], typer.Option(help="ALE game difficulty.")] = None,
+    epsilon: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With an agent: probability of a uniformly random action.")
+    ] = 0.0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="With an agent: its most likely action, not a sample.")] = False,
+    video: Annotated[Optional[Path], typer.Option(help="Write the first episode to this .mp4 or .gif.")] = None,
+    store: Annotated[
+        Optional[Path], typer.Option(help="With a world model: the store whose held-out episodes it is measured on.")
+    ] = None,
+    segments: Annotated[int, typer.Option(min=1, help="World model: segments for the loss and rollouts.")] = 128,
+    horizon: Annotated[int, typer.Option(min=1, help="World model: rollout length in steps.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Score an agent (or the random policy) over whole games, or measure a world model.
+
+    Agents play under the test protocol: a lost life is not an end, only game over or the
+    108,000-frame cap. The mean return is also given human-normalized ((R - random) /
+    (human - random)) for the Atari 100k games. With --store, a world-model checkpoint is
+    measured on the store's held-out episodes: denoising loss, PSNR against copying the last
+    frame, reward and end precision/recall. Ctrl-C stops and reports the finished episodes (exit 130).
+    """
+    with _user_errors():
+        from wmcli.checkpoint import load_checkpoint
+        from wmcli.evaluate import evaluate_policy, policy_rows, world_model_rows
+
+        def is_kind(path, kind: str) -> bool:  # asked only after loading it as the other kind failed
+            try:
+                load_checkpoint(path, kind)
+                return True
+            except WmcliError:
+                return False
+
+        if store is not None:  # a world model on held-out episodes
+            from wmcli.store import Store
+            from wmcli.world_model import evaluate_world_model, load_world_model
+
+            if checkpoint is None:
+                raise WmcliError("--store measures a world model: pass its checkpoint (wmcli eval wm.pt --store PATH)")
+            try:
+                wm = load_world_model(checkpoint)
+            except WmcliError:
+                if is_kind(checkpoint, "agent"):
+                    raise WmcliError(f"{checkpoint} is an agent checkpoint: drop --store to play it in its game "
+                                     f"(--store is for world-model checkpoints)") from None
+                raise
+            try:
+                result = evaluate_world_model(wm, Store.open(store), segments=segments, horizon=horizon,
+                                              seed=0 if seed is None else seed)
+            except KeyboardInterrupt:
+                raise WmcliError("interrupted before the world model's evaluation finished", exit_code=130) from None
+            result = {"checkpoint": str(checkpoint), "store": str(store), "game": wm.env["name"], **result}
+            rows, title = world_model_rows(result), f"world model {checkpoint} on {store}"
+        else:  # a policy in the real game
+            if checkpoint is not None and policy != "random":
+                raise WmcliError("give the agent once: as CHECKPOINT or as --policy, not both")
+            agent_path = str(checkpoint) if checkpoint is not None else policy
+            if seed is None:  # drawn here, so the agent's sampling is recorded by it too
+                seed = secrets.randbelow(2**31)
+            try:
+                spec, player = _env_and_policy(env, agent_path, epsilon, seed, dict(mode=mode, difficulty=difficulty),
+                                               greedy=greedy)
+            except WmcliError:
+                if agent_path != "random" and is_kind(agent_path, "world_model"):
+                    raise WmcliError(f"{agent_path} is a world-model checkpoint: pass --store PATH to measure it "
+                                     f"on a store's held-out episodes (or give an agent checkpoint to play)") from None
+                raise
+            if player is not None:
+                import dataclasses
+
+                from wmcli.env import make_spec
+
+                if env is None and (mode is not None or difficulty is not None):  # the agent's game, this mode
+                    spec = make_spec(dataclasses.replace(spec.config, mode=mode, difficulty=difficulty))
+            with _progress(f"eval {spec.name}", episodes, _describe_eval) as report:
+                result = evaluate_policy(spec, player, episodes, num_envs=num_envs, seed=seed,
+                                         on_progress=report, video_path=video)
+            result["greedy"] = greedy and player is not None
+            rows, title = policy_rows(result), f"eval {spec.name}"
+        if as_json:
+            _print_json(result)
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            t = Table(title=title, show_header=False)
+            for label, value in rows:
+                t.add_row(label, value)
+            Console(soft_wrap=False).print(t)
+        if result.get("interrupted"):
+            typer.echo("wmcli: interrupted; the results are those of the finished episodes", err=True)
+            raise typer.Exit(code=130)
+
+
+def _describe_eval(p) -> tuple[int, str]:
+    ret = f"{p.mean_return:.1f}" if p.mean_return is not None else "-"
+    return p.episodes, f"{p.steps_per_s:.0f} steps/s  mean return {ret}"
+
+
+@app.command("run")
+def run(
+    run_dir_arg: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", help="Run folder (same as --run-dir).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<game>-<recipe>).")] = None,
+    env: Annotated[Optional[str], typer.Option("--env", help="Game (default: the recipe's env.game).")] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe: tiny, minatar, atari100k or a YAML file.")] = "tiny",
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in DIR from its last finished epoch (its own recipe).")] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the whole DIAMOND loop: collect, train the world model, train the agent in it,
+    evaluate, repeat (the recipe's `run` section), all in one resumable run folder.
+
+    Killed at any moment, `wmcli run --resume DIR` continues from the last finished epoch.
+    """
+    with _user_errors():
+        from wmcli.recipe import load_recipe
+        from wmcli.run import run_loop
+        from wmcli.runtime import make_runtime
+
+        if run_dir_arg is not None and run_dir is not None and run_dir_arg != run_dir:
+            raise WmcliError(f"two run folders given ({run_dir_arg} and --run-dir {run_dir}); pass one")
+        folder = run_dir_arg or run_dir
+        if resume:
+            if folder is None:
+                raise WmcliError("--resume needs the run folder: wmcli run --resume DIR")
+            if env is not None or set_:
+                raise WmcliError("a resumed run keeps its own recipe; drop --env/--set")
+            rec = None
+        else:
+            rec = load_recipe(recipe, list(set_ or []), game=env)
+            if folder is None:
+                from wmcli.env import resolve_game
+
+                folder = Path("runs") / f"{resolve_game(rec.env.game)[1].replace(':', '-')}-{Path(recipe).stem}"
+        rt = make_runtime(device, precision, compile_)
+        console = _stderr_console()
+
+        def on_event(e) -> None:
+            console.print(f"[bold]epoch {e.epoch}[/bold] {e.phase}: {e.text}")
+
+        result = run_loop(rec, folder, rt, resume=resume, on_event=on_event)
+        if as_json:
+            _print_json(result)
+        else:
+            ev = result["final_eval"]
+            score = f"; last evaluation: mean return {ev['return_mean']:.2f} over {ev['episodes']} episodes" if ev else ""
+            typer.echo(f"run {result['run_dir']}: {result['epochs_done']} epochs, {result['env_steps']} env steps{score}")
 
 
 @store_app.command("info")

@@ -58,7 +58,7 @@ class _EpisodeBuilder:
 
 
 @contextlib.contextmanager
-def _stop_on_sigint():
+def stop_on_sigint():
     """Turn the first Ctrl-C into a request to stop after the current step (a second one
     interrupts at once). Interrupting ale-py's vector env between sending actions and receiving
     their results can leave its worker threads waiting forever, so the loop must end cleanly."""
@@ -79,6 +79,114 @@ def _stop_on_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
+class Collector:
+    """Envs kept running between calls to `play`, so an episode may span several calls (as in
+    DIAMOND's loop, which collects a few steps per epoch): every episode is written when it
+    ends, and `close()` writes the ones still under way as cut. `policy` may be swapped
+    between calls. Ctrl-C during `play` stops it after the current step (`interrupted`).
+    With several envs, a budget that ends inside a vector step leaves the envs past it
+    mid-episode: their episodes so far are written as cut and go on as new pieces."""
+
+    def __init__(self, spec: EnvSpec, store: Store, num_envs: int = 1, seed: int | None = None, policy=None,
+                 collector_name: str = "wmcli collect"):
+        from wmcli.policy import RandomPolicy
+
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
+        self.spec, self.store, self.num_envs = spec, store, num_envs
+        self.policy = policy or RandomPolicy(spec.num_actions, np.random.default_rng(self.seed))  # envs: seed + i
+        self.writer = store.writer({"seed": self.seed, "policy": self.policy.name, "collector": collector_name})
+        self.venv = None
+        self.steps, self.returns, self.written, self.seconds = 0, [], 0, 0.0
+        self.interrupted = False
+
+    def _start(self) -> None:
+        self.venv = make_vector_env(self.spec, self.num_envs)
+        obs, info = self.venv.reset(seed=self.seed)
+        lives = info.get("lives", np.zeros(self.num_envs, dtype=np.int64))
+        self.obs = obs
+        self.builders = [_EpisodeBuilder(obs[i], int(lives[i])) for i in range(self.num_envs)]
+        self.restarting = np.zeros(self.num_envs, dtype=bool)  # finished last step: the next step resets it
+        self.first = np.ones(self.num_envs, dtype=bool)  # the frame starts an episode
+        self.policy.reset(self.num_envs)
+
+    @property
+    def pending_steps(self) -> int:
+        """Steps played in episodes still under way (not in the store yet)."""
+        if self.venv is None:
+            return 0
+        return sum(len(b) for i, b in enumerate(self.builders) if not self.restarting[i])
+
+    def set_policy(self, policy) -> None:
+        """Play on with another policy (its memory starts fresh in every env)."""
+        self.policy = policy
+        self.writer.attrs["policy"] = policy.name
+        policy.reset(self.num_envs)
+
+    def play(self, env_steps: int, on_progress: Callable[[Progress], None] | None = None) -> int:
+        """Play exactly `env_steps` more steps (fewer when interrupted); returns how many."""
+        done_before = self.steps
+        target = self.steps + env_steps
+        t0 = last_report = time.perf_counter()
+        with stop_on_sigint() as stop:
+            try:
+                if self.venv is None:
+                    self._start()
+                while self.steps < target and not stop.is_set():
+                    act = self.policy.act(self.obs, self.first)
+                    self.first = self.restarting.copy()  # where the last step ended an episode, obs is now a first frame
+                    obs, rew, term, trunc, info = self.venv.step(act)
+                    self.obs = obs
+                    lives = info.get("lives", np.zeros(self.num_envs, dtype=np.int64))
+                    for i in range(self.num_envs):
+                        if self.restarting[i]:  # the action was ignored; obs is the new episode's first frame
+                            self.builders[i] = _EpisodeBuilder(obs[i], int(lives[i]))
+                            self.restarting[i] = False
+                            continue
+                        if self.steps >= target:  # the budget ended inside this vector step: this env's
+                            b = self.builders[i]  # step is not counted; its episode so far is kept as cut,
+                            if len(b) > 0:  # and a new piece starts at the frame it reached
+                                self.writer.write(b.episode(cut=True))
+                                self.written += 1
+                            self.builders[i] = _EpisodeBuilder(obs[i], int(lives[i]))
+                            continue
+                        b = self.builders[i]
+                        b.add(int(act[i]), obs[i], float(rew[i]), bool(term[i]), bool(trunc[i]), int(lives[i]))
+                        self.steps += 1
+                        if term[i] or trunc[i]:
+                            self.writer.write(b.episode())
+                            self.written += 1
+                            if term[i]:
+                                self.returns.append(float(np.sum(b.steps["rew"])))
+                            self.restarting[i] = True
+                    now = time.perf_counter()
+                    if on_progress and now - last_report > 0.5:
+                        last_report = now
+                        on_progress(self._progress(self.steps - done_before, now - t0))
+            except KeyboardInterrupt:
+                stop.set()  # a second Ctrl-C; every finished episode is already in the store
+            finally:
+                self.interrupted = stop.is_set()
+                self.seconds += time.perf_counter() - t0
+        if on_progress:
+            on_progress(self._progress(self.steps - done_before, time.perf_counter() - t0))
+        return self.steps - done_before
+
+    def _progress(self, steps: int, seconds: float) -> Progress:
+        return Progress(self.steps, self.written, _mean(self.returns), steps / max(seconds, 1e-9))
+
+    def close(self, write_unfinished: bool = True) -> None:
+        """Write the episodes under way as cut (trunc[-1] = True), and close the envs."""
+        if self.venv is None:
+            return
+        if write_unfinished and not self.interrupted:
+            for i, b in enumerate(self.builders):
+                if not self.restarting[i] and len(b) > 0:
+                    self.writer.write(b.episode(cut=True))
+                    self.written += 1
+        self.venv.close()
+        self.venv = None
+
+
 def collect(
     spec: EnvSpec,
     store: Store,
@@ -90,75 +198,24 @@ def collect(
 ) -> dict:
     """Play `env_steps` steps over `num_envs` envs into `store`, with `policy` (a
     wmcli.policy policy; default uniformly random, drawing from the seed)."""
-    from wmcli.policy import RandomPolicy
-
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    if policy is None:
-        policy = RandomPolicy(spec.num_actions, np.random.default_rng(seed))  # envs are seeded seed + i
-    writer = store.writer({"seed": seed, "policy": policy.name, "collector": "wmcli collect"})
-    venv = make_vector_env(spec, num_envs)
-    t0 = last_report = time.perf_counter()
-    steps, returns, written = 0, [], 0
-    with _stop_on_sigint() as stop:
-        try:
-            obs, info = venv.reset(seed=seed)
-            lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
-            builders = [_EpisodeBuilder(obs[i], int(lives[i])) for i in range(num_envs)]
-            restarting = np.zeros(num_envs, dtype=bool)  # finished last step: this step resets it
-            policy.reset(num_envs)
-            first = np.ones(num_envs, dtype=bool)  # the frame starts an episode
-            while steps < env_steps and not stop.is_set():
-                act = policy.act(obs, first)
-                first = restarting.copy()  # where the last step ended an episode, obs is now a first frame
-                obs, rew, term, trunc, info = venv.step(act)
-                lives = info.get("lives", np.zeros(num_envs, dtype=np.int64))
-                for i in range(num_envs):
-                    if restarting[i]:  # the action was ignored; obs is the new episode's first frame
-                        builders[i] = _EpisodeBuilder(obs[i], int(lives[i]))
-                        restarting[i] = False
-                        continue
-                    if steps >= env_steps:
-                        break
-                    b = builders[i]
-                    b.add(int(act[i]), obs[i], float(rew[i]), bool(term[i]), bool(trunc[i]), int(lives[i]))
-                    steps += 1
-                    if term[i] or trunc[i]:
-                        writer.write(b.episode())
-                        written += 1
-                        if term[i]:
-                            returns.append(float(np.sum(b.steps["rew"])))
-                        restarting[i] = True
-                now = time.perf_counter()
-                if on_progress and now - last_report > 0.5:
-                    last_report = now
-                    on_progress(Progress(steps, written, _mean(returns), steps / (now - t0)))
-            if not stop.is_set():  # the budget is spent: write the episodes under way as cut
-                for i, b in enumerate(builders):
-                    if not restarting[i] and len(b) > 0:
-                        writer.write(b.episode(cut=True))
-                        written += 1
-        except KeyboardInterrupt:
-            pass  # a second Ctrl-C; every finished episode is already in the store
-        finally:
-            interrupted = stop.is_set()
-            venv.close()
-    elapsed = time.perf_counter() - t0
-    if on_progress:
-        on_progress(Progress(steps, written, _mean(returns), steps / max(elapsed, 1e-9)))
+    c = Collector(spec, store, num_envs, seed, policy)
+    try:
+        c.play(env_steps, on_progress)
+    finally:
+        c.close()
     return {
         "game": spec.name,
         "store": str(store.path),
-        "seed": seed,
+        "seed": c.seed,
         "num_envs": num_envs,
-        "policy": policy.name,
-        "env_steps": steps,
-        "episodes_written": written,
-        "episodes_finished": len(returns),
-        "return_mean": _mean(returns),
-        "seconds": elapsed,
-        "env_steps_per_s": steps / max(elapsed, 1e-9),
-        "interrupted": interrupted,
+        "policy": c.policy.name,
+        "env_steps": c.steps,
+        "episodes_written": c.written,
+        "episodes_finished": len(c.returns),
+        "return_mean": _mean(c.returns),
+        "seconds": c.seconds,
+        "env_steps_per_s": c.steps / max(c.seconds, 1e-9),
+        "interrupted": c.interrupted,
     }
 
 

@@ -80,7 +80,7 @@ class AgentPolicy:
             raise WmcliError(f"--epsilon must be between 0 and 1, got {epsilon}")
         self.agent, self.rng, self.epsilon, self.greedy = agent, rng, epsilon, greedy
         self.device = torch.device(device)
-        self.name = f"agent:{agent.path.name}" + (f" epsilon={epsilon}" if epsilon else "")
+        self.name = f"agent:{agent.path.name}" + (" greedy" if greedy else "") + (f" epsilon={epsilon}" if epsilon else "")
         self.num_actions = agent.env["num_actions"]
         self.state = None
 

@@ -20,6 +20,7 @@ from wmcli.denoiser import DenoiserConfig
 from wmcli.env import EnvConfig
 from wmcli.errors import WmcliError
 from wmcli.reward_end import RewEndConfig
+from wmcli.run import RunConfig
 from wmcli.sampler import SamplerConfig
 from wmcli.actor_critic import ActorCriticConfig
 from wmcli.train_agent import TrainAgentConfig
@@ -37,6 +38,7 @@ class Recipe:
     train_wm: TrainWMConfig = field(default_factory=TrainWMConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     train_agent: TrainAgentConfig = field(default_factory=TrainAgentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))

@@ -56,7 +56,7 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale:
     else:
         # H.264 wants even sizes and yuv420p for players; macro_block_size=1 keeps our exact size.
         iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1,
-                    output_params=["-pix_fmt", "yuv444p" if frames.shape[1] % 2 else "yuv420p"])
+                    pixelformat="yuv444p" if frames.shape[1] % 2 else "yuv420p")
     return path
 
 

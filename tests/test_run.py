@@ -1,0 +1,82 @@
+"""`wmcli run`: the whole loop on MinAtar Breakout with micro networks, killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from conftest import popen_wmcli, run_wmcli
+from wmcli.store import Store
+
+# MinAtar Breakout at 10x10, micro networks, 2 epochs: seconds, not minutes.
+MICRO_RUN = [
+    "env.game=minatar:Breakout", "denoiser.unet.channels=[8,8]", "denoiser.unet.cond_channels=16",
+    "denoiser.action_emb_dim=4", "denoiser.unet.attn_head_dim=4", "reward_end.channels=[8,8]",
+    "reward_end.cond_channels=8", "reward_end.lstm_dim=16", "reward_end.attn_head_dim=4",
+    "train_wm.batch_size=4", "train_wm.rew_end_batch_size=2", "train_wm.rew_end_seq_len=6",
+    "train_wm.val_batches=1", "train_wm.val_every=10", "actor_critic.channels=[4,4]", "actor_critic.lstm_dim=8",
+    "train_agent.batch_size=2", "train_agent.horizon=4",
+    "run.initial_collect_steps=200", "run.collect_steps=40", "run.eval_every=1", "run.eval_episodes=2",
+    "run.final_eval_episodes=3", "run.eval_num_envs=2", "run.wm_steps=10", "run.agent_steps=4",
+]
+
+
+def sets(*extra: str) -> list[str]:
+    return [a for s in (*MICRO_RUN, *extra) for a in ("--set", s)]
+
+
+def test_run_makes_the_whole_loop_in_one_folder(tmp_path):
+    d = tmp_path / "run"
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d), "--json",
+                  *sets("run.epochs=2", "train_wm.steps=20", "train_agent.steps=4"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["epochs_done"] == 2 and out["final_eval"]["episodes"] == 3
+    for name in ("recipe.yaml", "state.json", "metrics.jsonl", "wm.pt", "agent.pt", "wm.metrics.jsonl",
+                 "agent.metrics.jsonl", "store/wmcli-store.json", "videos/eval_epoch_0001.mp4", "videos/eval_epoch_0002.mp4"):
+        assert (d / name).exists(), name
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [0, 1, 2]
+    assert [x["env_steps"] for x in lines] == [200, 200, 240]  # epoch 2 collects 40 steps with the agent
+    assert [x.get("wm_steps") for x in lines] == [None, 20, 30] and [x.get("agent_steps") for x in lines] == [None, 4, 8]
+    store = Store.open(d / "store")
+    policies = {store.read_episode(p, frames=False).attrs["policy"] for p in store.episode_paths()}
+    assert policies == {"random", "agent:agent.pt epsilon=0.01"}
+    assert json.loads((d / "state.json").read_text())["epoch_done"] == 2
+
+
+def test_run_killed_and_resumed_loses_nothing(tmp_path):
+    d = tmp_path / "run"
+    args = ["run", "--recipe", "minatar", "--run-dir", str(d), *sets("run.epochs=2", "train_wm.steps=400",
+                                                                       "train_wm.checkpoint_every=5", "train_agent.steps=4")]
+    p = popen_wmcli(*args)
+    deadline = time.time() + 120
+    while not (d / "wm.pt").exists() and time.time() < deadline:  # killed inside epoch 1's world-model training
+        time.sleep(0.2)
+    assert (d / "wm.pt").exists()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    episodes_before = set(Store.open(d / "store").episode_paths())
+    assert json.loads((d / "state.json").read_text())["epoch_done"] == 0
+    r = run_wmcli("run", "--resume", str(d), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["epochs_done"] == 2
+    assert episodes_before <= set(Store.open(d / "store").episode_paths())  # every episode kept
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [0, 1, 2]
+    assert lines[1]["wm_steps"] == 400 and lines[2]["wm_steps"] == 410
+
+
+def test_run_bad_inputs(tmp_path):
+    r = run_wmcli("run", "--resume", str(tmp_path / "nothing"))
+    assert r.returncode == 1 and "nothing to resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(tmp_path / "full"), *sets("run.epochs=1"))
+    assert r.returncode == 1 and "--resume" in r.stderr
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(tmp_path / "x"), "--set", "run.epoks=1")
+    assert r.returncode == 1 and "run.epochs" in r.stderr
+    r = run_wmcli("run", "--resume")
+    assert r.returncode == 1 and "run folder" in r.stderr
