@@ -44,6 +44,19 @@ def test_run_makes_the_whole_loop_in_one_folder(tmp_path):
     policies = {store.read_episode(p, frames=False).attrs["policy"] for p in store.episode_paths()}
     assert policies == {"random", "agent:agent.pt epsilon=0.01"}
     assert json.loads((d / "state.json").read_text())["epoch_done"] == 2
+    # The curves of the run, drawn from its metrics.
+    r = run_wmcli("plot", str(d), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["panels"][0] == "real-game return (evaluation)" and len(res["panels"]) == 5
+    assert (d / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_bad_inputs(tmp_path):
+    r = run_wmcli("plot", str(tmp_path))
+    assert r.returncode == 1 and "no metrics" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_wmcli("plot", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "not found" in r.stderr
 
 
 def test_run_killed_and_resumed_loses_nothing(tmp_path):

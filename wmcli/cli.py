@@ -495,6 +495,24 @@ def run(
             typer.echo(f"run {result['run_dir']}: {result['epochs_done']} epochs, {result['env_steps']} env steps{score}")
 
 
+@app.command("plot")
+def plot(
+    path: Annotated[Path, typer.Argument(help="A run folder (wmcli run), or a *.metrics.jsonl file.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG to write (default: DIR/curves.png).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Draw a run's curves to PNG: real-game returns, world-model and agent losses (needs matplotlib)."""
+    with _user_errors():
+        from wmcli.plot import plot_run
+
+        out = output or (path / "curves.png" if path.is_dir() else path.with_suffix(".png"))
+        result = plot_run(path, out)
+        if as_json:
+            _print_json(result)
+        else:
+            typer.echo(f"wrote {result['plot']} ({', '.join(result['panels'])})")
+
+
 @store_app.command("info")
 def store_info(
     path: Annotated[Path, typer.Argument(help="Store folder.")],
