@@ -198,3 +198,20 @@ def test_collect_with_an_agent(micro_wm, tmp_path):
 def test_collect_refuses_a_bad_epsilon(bad, tmp_path):
     r = run_wmcli("collect", "--env", "Breakout", "--epsilon", bad, "--env-steps", "5", "--store", str(tmp_path / "s"))
     assert r.returncode == 2 and "epsilon" in r.stderr
+
+
+def test_train_agent_ddp_two_cpu_processes(micro_wm, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29518",
+           "-m", "wmcli", "train-agent", str(micro_wm), "--recipe", "tiny", "-o", str(out), "--steps", "3",
+           "--device", "cpu", "--json", *sets("train_agent.log_every=1", "train_agent.batch_size=4")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads(p.stdout)["world_size"] == 2  # one JSON document: rank 0 alone prints and writes
+    assert load_checkpoint(out, "agent")["step"] == 3
+    lines = (tmp_path / "ddp.metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
