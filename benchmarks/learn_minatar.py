@@ -50,10 +50,14 @@ def main() -> None:
     run_dir = Path(args.run_dir)
     recipe = None if args.resume else load_recipe(args.recipe, args.set, game=args.game)
     rt = make_runtime("cpu")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import CpuMeter
+
     t0 = time.perf_counter()
-    summary = run_loop(recipe, run_dir, rt, resume=args.resume,
-                       on_event=lambda e: print(f"[{time.perf_counter() - t0:7.0f}s] epoch {e.epoch} {e.phase}: {e.text}",
-                                                file=sys.stderr, flush=True))
+    with CpuMeter() as cpu:  # how many cores other processes kept busy meanwhile (a shared machine)
+        summary = run_loop(recipe, run_dir, rt, resume=args.resume,
+                           on_event=lambda e: print(f"[{time.perf_counter() - t0:7.0f}s] epoch {e.epoch} {e.phase}: {e.text}",
+                                                    file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     recipe = load_recipe(str(run_dir / "recipe.yaml"))
     spec = make_spec(recipe.env)
@@ -73,7 +77,7 @@ def main() -> None:
     plot = plot_run(run_dir, run_dir / "curves.png")
     result = {
         "game": args.game, "recipe": args.recipe, "overrides": args.set, "run_dir": str(run_dir),
-        "run_wall_minutes": wall / 60, "run_seconds_in_metrics": lines[-1]["seconds"], "env_steps": summary["env_steps"],
+        "run_wall_minutes": wall / 60, "cores_busy_own": cpu.own, "cores_busy_others": cpu.others, "run_seconds_in_metrics": lines[-1]["seconds"], "env_steps": summary["env_steps"],
         "wm_steps": lines[-1].get("wm_steps"), "agent_steps": lines[-1].get("agent_steps"),
         "eval_seed": args.eval_seed, "agent": res["agent"], "random": res["random"],
         "difference": diff, "difference_95ci": [diff - 1.96 * se, diff + 1.96 * se],
@@ -87,7 +91,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     else:
         a, r = res["agent"], res["random"]
-        print(f"run: {wall / 60:.1f} min, {summary['env_steps']} env steps")
+        print(f"run: {wall / 60:.1f} min, {summary['env_steps']} env steps; cores busy: ours {cpu.own:.2f}, "
+              f"others {cpu.others:.2f}")
         print(f"agent  {a['mean']:.2f} +- {a['sem']:.2f} (std {a['std']:.2f}, {a['episodes']} episodes)")
         print(f"random {r['mean']:.2f} +- {r['sem']:.2f} (std {r['std']:.2f}, {r['episodes']} episodes)")
         print(f"difference {diff:.2f}, 95% interval [{diff - 1.96 * se:.2f}, {diff + 1.96 * se:.2f}]")

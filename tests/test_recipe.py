@@ -60,3 +60,33 @@ def test_recipe_files(tmp_path):
         load_recipe(str(f))
     with pytest.raises(WmcliError, match="not found"):
         load_recipe(str(tmp_path / "missing.yaml"))
+
+
+def test_base_recipe_is_overridden_key_by_key(tmp_path):
+    from wmcli.recipe import load_recipe
+
+    child = tmp_path / "child.yaml"
+    child.write_text("base: minatar\ntrain_wm:\n  steps: 7\nrun:\n  epochs: 3\n")
+    r, base = load_recipe(str(child)), load_recipe("minatar")
+    assert r.train_wm.steps == 7 and r.run.epochs == 3
+    assert r.train_wm.batch_size == base.train_wm.batch_size and r.denoiser == base.denoiser
+    assert r.env.game == "minatar:Breakout"
+    # A base given as a file next to the recipe, and a loop.
+    (tmp_path / "grand.yaml").write_text("base: child.yaml\nrun:\n  seed: 5\n")
+    g = load_recipe(str(tmp_path / "grand.yaml"))
+    assert g.run.seed == 5 and g.run.epochs == 3 and g.train_wm.steps == 7
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(WmcliError, match="loops back"):
+        load_recipe(str(tmp_path / "a.yaml"))
+    (tmp_path / "bad.yaml").write_text("base: minatar\nrun:\n  epoks: 3\n")
+    with pytest.raises(WmcliError, match="run.epochs"):
+        load_recipe(str(tmp_path / "bad.yaml"))
+
+
+def test_every_shipped_recipe_loads():
+    from wmcli.recipe import list_recipes, load_recipe
+
+    assert {"tiny", "atari100k", "minatar", "quick"} <= set(list_recipes())
+    for name in list_recipes():
+        load_recipe(name)

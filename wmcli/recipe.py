@@ -154,6 +154,15 @@ def list_recipes() -> list[str]:
 
 def load_recipe(name: str = "tiny", overrides: list[str] = (), game: str | None = None) -> Recipe:
     """Read a recipe, apply `--set` overrides (and the game, when given), validate it all."""
+    data = _read_recipe(name, ())
+    if game is not None:
+        overrides = [*overrides, f"env.game={game}"]
+    return recipe_from_dict(data, overrides)
+
+
+def _read_recipe(name: str, seen: tuple[str, ...]) -> dict:
+    """A recipe file's mapping; `base: other` at its top starts from recipe `other`, and the
+    file's own sections override it key by key."""
     import yaml
 
     path = resolve_path(name)
@@ -163,9 +172,19 @@ def load_recipe(name: str = "tiny", overrides: list[str] = (), game: str | None 
         raise WmcliError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise WmcliError(f"recipe {path} should be a mapping of sections")
-    if game is not None:
-        overrides = [*overrides, f"env.game={game}"]
-    return recipe_from_dict(data, overrides)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if str(base) in seen or len(seen) > 8:
+        raise WmcliError(f"recipe {path}: 'base: {base}' loops back on itself")
+    merged = _read_recipe(str(base) if Path(str(base)).is_absolute() or str(base) in list_recipes()
+                          else str(path.parent / str(base)), (*seen, str(base)))
+    for section, values in data.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
 
 
 def recipe_from_dict(data: dict, overrides: list[str] = ()) -> Recipe:
