@@ -132,3 +132,36 @@ def test_two_writers_at_once(tmp_path):
     s = summarize(st)
     assert s["steps"] == 1400
     assert {ep.attrs["seed"] for ep in _episodes(st)} == {10, 20}
+
+
+def test_collector_keeps_episodes_whole_across_calls(tmp_path, breakout_spec):
+    from wmcli.collect import Collector
+
+    store = Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
+    c = Collector(breakout_spec, store, num_envs=1, seed=0)
+    assert c.play(40) == 40 and c.pending_steps == 40 and store.episode_paths() == []  # random Breakout lasts longer
+    assert c.play(30) == 30 and c.pending_steps == 70
+    c.close()
+    (path,) = store.episode_paths()  # one piece of 70 steps, not two
+    ep = store.read_episode(path)
+    assert len(ep) == 70 and ep.trunc[-1] and not ep.trunc[:-1].any() and not ep.end.any()
+    # The same seed played in one call gives the same 70 steps.
+    one = Store.create_or_open(tmp_path / "t", breakout_spec.to_dict())
+    collect(breakout_spec, one, 70, seed=0)
+    ep1 = one.read_episode(one.episode_paths()[0])
+    assert np.array_equal(ep.act, ep1.act) and np.array_equal(ep.obs, ep1.obs)
+
+
+def test_collector_with_two_envs_ending_inside_a_vector_step(tmp_path, breakout_spec):
+    from wmcli.collect import Collector
+
+    store = Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
+    c = Collector(breakout_spec, store, num_envs=2, seed=1)
+    c.play(31)  # the 16th vector step counts env 0's step only; env 1's episode so far is written as cut
+    assert c.steps == 31
+    c.play(9)
+    c.close()
+    eps = [store.read_episode(p) for p in store.episode_paths()]
+    assert sum(len(e) for e in eps) == 40
+    for e in eps:  # every piece is consistent: obs has one more frame than steps
+        assert e.obs.shape[0] == len(e) + 1 and e.trunc[-1]
