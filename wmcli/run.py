@@ -170,7 +170,7 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
                     say(Event(epoch, "eval", f"{episodes} episodes"))
                     ev = evaluate(epoch, episodes)
                     line["eval"] = {k: ev[k] for k in ("return_mean", "return_std", "return_min", "return_max",
-                                                       "episodes", "hns_mean") if k in ev}
+                                                       "episodes", "hns", "length_mean") if k in ev}
             line["seconds"] = time.perf_counter() - t0
             if rt.is_main:
                 with open(metrics, "a") as f:
