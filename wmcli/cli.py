@@ -177,7 +177,8 @@ def _progress(title: str, total: int, describe, enabled: bool = True):
     try:
         yield report
     finally:
-        bar.stop()
+        if bar.live.is_started:  # stopping a bar that never started prints an empty line
+            bar.stop()
 
 
 def _describe_collect(p) -> tuple[int, str]:
@@ -511,6 +512,161 @@ def plot(
             _print_json(result)
         else:
             typer.echo(f"wrote {result['plot']} ({', '.join(result['panels'])})")
+
+
+@app.command()
+def imagine(
+    checkpoint: Annotated[Path, typer.Argument(help="World-model checkpoint (wmcli train-wm -o).")],
+    output: Annotated[
+        str,
+        typer.Option("-o", "--output", help="By extension: .mp4, .gif, .png (rows: rollouts, columns: time), .npz "
+                                            "(raw uint8 arrays); {i} in the name writes one file per rollout; "
+                                            "- streams y4m to stdout as frames are generated."),
+    ] = "imagine.mp4",
+    steps: Annotated[
+        Optional[int],
+        typer.Option("--steps", "--horizon", min=1, help="Imagined frames per rollout (default: 25, or as many as --actions)."),
+    ] = None,
+    denoising_steps: Annotated[
+        Optional[int], typer.Option(min=1, help="Sampler steps per imagined frame (default: the recipe's sampler.num_steps).")
+    ] = None,
+    sampler: Annotated[
+        Optional[str], typer.Option(help="euler or heun (EDM models), ddim or ddpm (DDPM models) (default: the recipe's).")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="Who picks the actions: random, or an agent checkpoint (as --agent).")] = "random",
+    agent: Annotated[
+        Optional[Path], typer.Option(help="Agent checkpoint (wmcli train-agent -o) that picks the actions, its LSTM "
+                                          "burned in on the context frames.")
+    ] = None,
+    actions: Annotated[
+        Optional[str], typer.Option(help="Fixed actions for the imagined steps: 1,0,3,... or a file of integers.")
+    ] = None,
+    store: Annotated[
+        Optional[Path], typer.Option(help="Start from this store's recorded frames (default: a fresh reset of the game).")
+    ] = None,
+    episode: Annotated[int, typer.Option(help="With --store: the episode (0 = oldest, -1 = newest).")] = 0,
+    start: Annotated[int, typer.Option(min=0, help="With --store: the first context frame in the episode.")] = 0,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="With --store: real | imagined side by side under the real actions; "
+                                             "per-step PSNR in the summary.")
+    ] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Rollouts at once, shown in a grid (or one file each with {i} in -o).")] = 1,
+    scale: Annotated[int, typer.Option(min=1, help="Nearest-neighbour upscaling of the written frames.")] = 4,
+    fps: Annotated[float, typer.Option(min=1, help="Frames per second of the video (15: real time at frame skip 4).")] = 15.0,
+    show_denoising: Annotated[
+        Optional[Path], typer.Option(help="Also write a .png grid of the sampler's predictions of the clean frame, "
+                                          "step by step (rows: imagined frames, columns: sampler steps).")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the sampler, policy and game resets (default: drawn and recorded).")] = None,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (on stderr with -o -).")] = False,
+) -> None:
+    """Watch a world model dream: imagined frames from a real start, to a video, image or stream.
+
+    The dream starts from num_context real frames (a fresh reset of the checkpoint's game, or
+    --store), then each frame is sampled from the last ones and an action. --steps counts
+    imagined frames; --denoising-steps the sampler's steps per frame. Videos show the real
+    context frames first. With -o -, stdout carries only the y4m stream:
+    wmcli imagine wm.pt -o - | ffmpeg -i - dream.mp4
+    """
+    with _user_errors():
+        from wmcli.imagine import ImagineConfig, planned_steps
+        from wmcli.imagine import imagine as run_imagine
+
+        if policy != "random":
+            if agent is not None:
+                raise WmcliError("give the agent once: as --agent or as --policy, not both")
+            if not Path(policy).exists():
+                raise WmcliError(f"--policy {policy!r} is neither 'random' nor an existing agent checkpoint "
+                                 f"(the file `wmcli train-agent -o` wrote)")
+            agent = Path(policy)
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        cfg = ImagineConfig(steps=steps, denoising_steps=denoising_steps, sampler=sampler, seed=seed, batch=batch,
+                            agent=agent, actions=actions, store=store, episode=episode, start=start, compare=compare,
+                            scale=scale, fps=fps, show_denoising=show_denoising, device=device)
+        to_stdout = output == "-"
+        describe = lambda p: (p.step, f"{p.frames_per_s:.1f} imagined frames/s")  # noqa: E731
+        with _progress("imagine", planned_steps(cfg), describe) as report:
+            try:
+                result = run_imagine(checkpoint, output, cfg, stream=sys.stdout.buffer if to_stdout else None,
+                                     on_progress=report)
+            except BrokenPipeError:  # the reader of -o - went away (e.g. | head)
+                import os
+
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+                raise WmcliError("the reader of the y4m stream closed the pipe") from None
+            except KeyboardInterrupt:
+                raise WmcliError("interrupted before the dream was finished; no file was written", exit_code=130) from None
+        if as_json:
+            text = json.dumps(result, indent=2)
+            typer.echo(text, err=to_stdout)
+        else:
+            cmp = result["compare"]
+            extra = (f"; PSNR {cmp['psnr']:.2f} dB vs copy-last {cmp['psnr_copy_last']:.2f} dB" if cmp else "")
+            out = result["output"] if isinstance(result["output"], str) else f"{len(result['output'])} files"
+            typer.echo(f"imagined {result['imagined_frames']} frames x {result['batch']} of {result['game']} after "
+                       f"{result['context_frames']} real ones into {'stdout' if to_stdout else out} "
+                       f"({result['imagined_frames_per_s']:.1f} imagined frames/s){extra}", err=to_stdout)
+
+
+@app.command()
+def fvd(
+    real: Annotated[Path, typer.Argument(help="Real videos: a folder of .mp4/.gif/.npz files, one such file, or a store.")],
+    generated: Annotated[Path, typer.Argument(help="Generated videos, in any of the same forms.")],
+    detector: Annotated[
+        Optional[Path],
+        typer.Option(help="I3D weights: the TorchScript i3d_torchscript.pt or the PyTorch port's rgb_imagenet.pt "
+                          "(default: that file in $WMCLI_HOME, else ~/.cache/wmcli). Nothing is downloaded."),
+    ] = None,
+    clip_len: Annotated[int, typer.Option(min=1, help="Frames per clip (the FVD convention: 16).")] = 16,
+    size: Annotated[int, typer.Option(min=1, help="Clips are resized to SIZE x SIZE (the convention: 224).")] = 224,
+    max_clips_per_video: Annotated[
+        Optional[int], typer.Option(min=1, help="Clips taken from each video, from its start (default: every whole clip).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per I3D forward pass.")] = 8,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Fréchet Video Distance between real and generated videos, with I3D features.
+
+    Videos are cut into consecutive 16-frame clips, resized to 224x224 and embedded by I3D
+    (Kinetics-400 logits); FVD is the Fréchet distance of the two Gaussians (docs/fvd.md).
+    When the sets pair up (same count, same lengths), also per-frame PSNR, SSIM and a
+    temporal-consistency score (docs/metrics.md).
+    """
+    with _user_errors():
+        from wmcli.fvd import FvdConfig, compare_video_sets, open_videos
+        from wmcli.i3d import load_detector
+        from wmcli.runtime import make_runtime
+
+        net = load_detector(detector, make_runtime(device, "fp32", False).device)
+        cfg = FvdConfig(clip_len=clip_len, size=size, max_clips_per_video=max_clips_per_video, batch_size=batch_size)
+        sets = open_videos(real), open_videos(generated)
+        with _progress("fvd", len(sets[0]) + len(sets[1]), lambda n: (n, "videos embedded")) as report:
+            result = compare_video_sets(*sets, net, cfg, on_video=report)
+        for w in result["warnings"]:
+            typer.echo(f"wmcli: warning: {w}", err=True)
+        if as_json:
+            _print_json(result)
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            t = Table(title=f"FVD {real} vs {generated}", show_header=False)
+            t.add_row("FVD", f"{result['fvd']:.2f}")
+            for name in ("real", "generated"):
+                s = result[name]
+                t.add_row(name, f"{s['videos']} videos ({s['kind']}), {s['frames']} frames, {s['clips']} clips")
+            t.add_row("detector", f"{result['detector']['path']} ({result['detector']['kind']}, "
+                                  f"{result['detector']['features']} features)")
+            p = result["paired"]
+            if p is not None:
+                t.add_row("paired PSNR / SSIM", f"{p['psnr']:.2f} dB / {p['ssim']:.4f} over {p['frames']} frames")
+                tc = "-" if p["temporal_consistency"] is None else f"{p['temporal_consistency']:.2f} dB"
+                ratio = "-" if p["motion_ratio"] is None else f"{p['motion_ratio']:.2f}"
+                t.add_row("temporal consistency", f"{tc} (motion ratio {ratio})")
+            Console(soft_wrap=False).print(t)
 
 
 @store_app.command("info")

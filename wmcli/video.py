@@ -1,8 +1,11 @@
 """Frames to files people can watch: mp4, gif, png strips and grids, and y4m streams for pipes.
 
 All functions take uint8 frames (..., H, W, 3). Frames are upscaled by nearest neighbour
-(`scale`), so 64x64 Atari pixels stay sharp. The y4m stream (`Y4MWriter`) is uncompressed
-YUV 4:4:4 that ffmpeg and most players read from a pipe: `wmcli imagine ... -o - | ffmpeg -i - out.mp4`.
+(`scale`), so 64x64 Atari pixels stay sharp. `side_by_side` and `grid_of` lay rollouts out in
+one frame (`wmcli imagine --compare`, `--batch`); `write_grid` writes rows x columns of frames
+as one png; `read_video` reads mp4/gif back (for `wmcli fvd`). The y4m stream (`Y4MWriter`) is
+uncompressed YUV 4:4:4 that ffmpeg and most players read from a pipe:
+`wmcli imagine ... -o - | ffmpeg -i - out.mp4`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ def tile(frames: np.ndarray, cols: int | None = None, gap: int = 1) -> np.ndarra
     return out
 
 
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) twice -> (..., H, 2W + 1, 3): left | right, one black column between."""
+    return tile(np.stack([left, right]), cols=2)
+
+
+def grid_of(frames: np.ndarray) -> np.ndarray:
+    """B rollouts (B, ..., H, W, 3) -> (..., H', W', 3): in a grid of ceil(sqrt(B)) columns."""
+    return tile(frames, cols=math.ceil(math.sqrt(len(frames))))
+
+
 def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale: int = 4) -> Path:
     """Write (T, H, W, 3) uint8 frames by extension: .mp4 (H.264), .gif, or .png (one strip, time left to right)."""
     import imageio.v3 as iio
@@ -54,10 +67,46 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale:
     elif suffix == ".gif":
         iio.imwrite(path, frames, duration=1000 / fps, loop=0)
     else:
-        # H.264 wants even sizes and yuv420p for players; macro_block_size=1 keeps our exact size.
+        # Players want yuv420p, which needs an even width and height; otherwise yuv444p (the
+        # [real | dream] panels of imagine --compare are 2W + 1 wide). macro_block_size=1 keeps
+        # our exact size.
+        odd = frames.shape[1] % 2 or frames.shape[2] % 2
         iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1,
-                    pixelformat="yuv444p" if frames.shape[1] % 2 else "yuv420p")
+                    pixelformat="yuv444p" if odd else "yuv420p")
     return path
+
+
+def write_grid(path: str | Path, frames: np.ndarray, scale: int = 4, gap: int = 1) -> Path:
+    """Write (R, C, H, W, 3) uint8 frames as one png of R rows and C columns, `gap` black pixels
+    (before upscaling) between them."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise WmcliError(f"cannot write the grid {path}: use a .png file")
+    R, C = frames.shape[:2]
+    grid = tile(np.asarray(frames, dtype=np.uint8).reshape(R * C, *frames.shape[2:]), cols=C, gap=gap)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, upscale(grid, scale))
+    return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Every frame of an .mp4 or .gif as (T, H, W, 3) uint8 RGB."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    try:
+        frames = iio.imread(path, index=None)
+    except Exception as e:  # noqa: BLE001 - imageio's plugins raise many kinds for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WmcliError(f"cannot read the video {path} ({first[:160]})") from None
+    frames = np.asarray(frames)
+    if frames.ndim == 3:  # one frame, or grey frames (T, H, W)
+        frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None]
+    if frames.shape[-1] == 1:
+        frames = frames.repeat(3, axis=-1)
+    return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
 
 
 def rgb_to_yuv444(frame: np.ndarray) -> bytes:

@@ -37,8 +37,8 @@ class WorldModelEnv:
         self.device = torch.device(device)
         self.autocast = autocast
         self.set_generators(np.random.default_rng(seed), torch.Generator(self.device).manual_seed(seed))
-        if not np.any(buffer.lengths >= self.n):
-            raise ValueError(f"no episode has the {self.n} frames a dream starts from")
+        if not np.any(buffer.lengths >= self.n + 1):
+            raise ValueError(f"no episode has the {self.n} steps a dream starts from")
         self.obs = self.act = self.hidden = self.t = None
 
     def set_generators(self, rng: np.random.Generator, g: torch.Generator) -> None:
@@ -47,9 +47,11 @@ class WorldModelEnv:
     def _contexts(self, k: int) -> tuple[Tensor, Tensor]:
         from wmcli.frames import to_float
 
-        seg = self.buffer.sample(self.rng, k, self.n)
-        obs = to_float(torch.from_numpy(seg.obs).to(self.device))  # (k, n, 3, H, W)
-        return obs, torch.from_numpy(seg.act).to(self.device)  # act (k, n)
+        # n + 1 frames, of which the first n: the current frame always had a step after it, so no
+        # dream starts from a game-over frame.
+        seg = self.buffer.sample(self.rng, k, self.n + 1)
+        obs = to_float(torch.from_numpy(seg.obs[:, : self.n]).to(self.device))  # (k, n, 3, H, W)
+        return obs, torch.from_numpy(seg.act[:, : self.n]).to(self.device)  # act (k, n)
 
     @torch.no_grad()
     def reset(self, mask: Tensor | None = None) -> tuple[Tensor, dict]:
