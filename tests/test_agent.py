@@ -142,6 +142,7 @@ def test_train_agent_writes_a_checkpoint_and_metrics(micro_wm, tmp_path):
     assert [m["step"] for m in lines] == [1, 2, 3, 4]
     assert all(np.isfinite(m["losses/total"]) and m["perf/imagined_frames_per_s"] > 0 for m in lines)
     assert res["store"] == str(load_checkpoint(micro_wm, "world_model")["store"])
+    assert res["imagined_frames"] == 4 * 2 * 3 and res["imagined_frames_per_s"] > 0  # steps x batch x horizon
 
 
 def test_train_agent_resume_gives_identical_weights(micro_wm, tmp_path):

@@ -325,7 +325,8 @@ def train_agent(
             if as_json:
                 _print_json(result)
             else:
-                typer.echo(f"trained {result['steps']} agent steps into {result['checkpoint']}")
+                typer.echo(f"trained {result['steps']} agent steps into {result['checkpoint']} "
+                           f"({result['imagined_frames_per_s']:.0f} imagined frames/s)")
 
 
 @app.command("eval")

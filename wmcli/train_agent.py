@@ -236,8 +236,10 @@ def train_agent(
     finally:
         if log is not None:
             log.close()
+    seconds = time.perf_counter() - t_start
     return {"checkpoint": str(out), "metrics": str(metrics_path), "steps": done, "resumed_from": start,
-            "seconds": time.perf_counter() - t_start, "world_model": str(world_model_path), "store": str(store_path),
+            "seconds": seconds, "imagined_frames": (done - start) * B * rt.world_size * cfg.horizon,
+            "imagined_frames_per_s": (done - start) * B * rt.world_size * cfg.horizon / max(seconds, 1e-9), "world_model": str(world_model_path), "store": str(store_path),
             "device": str(rt.device), "precision": rt.precision, "world_size": rt.world_size}
 
 
