@@ -180,3 +180,10 @@ def test_cli_world_model_on_held_out_episodes(micro_wm, breakout_store):
     r = runner.invoke(app, ["eval", str(micro_wm), "--store", str(breakout_store.path), "--segments", "4",
                             "--horizon", "3"])
     assert r.exit_code == 0 and "copy-last" in r.stdout
+
+
+def test_cli_missing_checkpoint_names_it(tmp_path):
+    r = run_wmcli("eval", str(tmp_path / "nope.pt"))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.pt not found" in lines[0] and "train-agent" in lines[0]

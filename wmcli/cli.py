@@ -401,6 +401,9 @@ def eval_(
         else:  # a policy in the real game
             if checkpoint is not None and policy != "random":
                 raise WmcliError("give the agent once: as CHECKPOINT or as --policy, not both")
+            if checkpoint is not None and not checkpoint.exists():
+                raise WmcliError(f"checkpoint {checkpoint} not found; pass the file that `wmcli train-agent -o` wrote "
+                                 f"(or --policy random --env GAME for the baseline)")
             agent_path = str(checkpoint) if checkpoint is not None else policy
             if seed is None:  # drawn here, so the agent's sampling is recorded by it too
                 seed = secrets.randbelow(2**31)
@@ -457,8 +460,10 @@ def run(
     compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run the whole DIAMOND loop: collect, train the world model, train the agent in it,
-    evaluate, repeat (the recipe's `run` section), all in one resumable run folder.
+    """Run the whole DIAMOND loop in one resumable folder: collect, train, dream, evaluate, repeat.
+
+    The schedule is the recipe's `run` section: collect, train the world model, train the
+    agent in it, evaluate it in the real game, epoch after epoch.
 
     Killed at any moment, `wmcli run --resume DIR` continues from the last finished epoch.
     """
