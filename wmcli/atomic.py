@@ -59,3 +59,9 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` with `text` in one step (small files: run state, resolved recipes)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

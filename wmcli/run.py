@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wmcli.atomic import write_text_atomic
 from wmcli.errors import WmcliError
 
 if TYPE_CHECKING:
@@ -78,10 +79,7 @@ class Event:
 
 
 def _write_json(path: Path, obj) -> None:
-    from wmcli.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _store_steps(store) -> int:
@@ -113,7 +111,7 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
         if run_dir.exists() and any(run_dir.iterdir()):
             raise WmcliError(f"{run_dir} exists and is not empty; pass --resume to continue it, or another --run-dir")
         run_dir.mkdir(parents=True, exist_ok=True)
-        recipe_path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        write_text_atomic(recipe_path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))  # before state.json
         state = {"epoch_done": -1}
         _write_json(state_path, state)
     cfg = recipe.run
