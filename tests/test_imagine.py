@@ -42,17 +42,19 @@ def agent_ckpt(tmp_path_factory):
 
 
 def test_mp4_and_gif_hold_context_then_dream_at_the_scaled_size(micro_wm, tmp_path):
-    # The issue's command line, as is (25 imagined frames after the 4 real context frames).
+    # The issue's command line, as is: 25 denoising steps a frame; 25 imagined frames (the default
+    # horizon) after the 4 real context frames.
     r = imagine(str(micro_wm), "--steps", "25", "-o", str(tmp_path / "out.mp4"), "--seed", "0", "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
+    assert out["sampler"]["num_steps"] == 25
     assert out["imagined_frames"] == 25 and out["context_frames"] == 4 and out["frames"] == 29
     assert out["context"]["kind"] == "game" and out["imagined_frames_per_s"] > 0
     assert iio.imread(tmp_path / "out.mp4", index=None).shape == (29, 256, 256, 3)  # 64 x scale 4
 
     # --batch 2: the two rollouts side by side (a grid of ceil(sqrt(2)) = 2 columns, 1-pixel gap).
     gif = tmp_path / "out.gif"
-    r = imagine(str(micro_wm), "--steps", "3", "--batch", "2", "--scale", "2", "--fps", "10", "-o", str(gif))
+    r = imagine(str(micro_wm), "--horizon", "3", "--batch", "2", "--scale", "2", "--fps", "10", "-o", str(gif))
     assert r.exit_code == 0, r.stderr
     assert "imagined frames/s" in r.stdout
     frames = iio.imread(gif, index=None)
@@ -63,7 +65,7 @@ def test_mp4_and_gif_hold_context_then_dream_at_the_scaled_size(micro_wm, tmp_pa
 
 
 def test_y4m_streams_through_a_pipe_frame_by_frame(micro_wm):
-    cmd = [sys.executable, "-m", "wmcli", "imagine", str(micro_wm), "--scale", "1", "--seed", "0", "--steps", "3",
+    cmd = [sys.executable, "-m", "wmcli", "imagine", str(micro_wm), "--scale", "1", "--seed", "0", "--horizon", "3",
            "-o", "-"]
     done = subprocess.run(cmd, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
@@ -74,7 +76,7 @@ def test_y4m_streams_through_a_pipe_frame_by_frame(micro_wm):
 
     # Frames arrive while the dream goes on: read the context and the first dreamed frame, then
     # see the process still running (97 more frames to sample), and stop it.
-    proc = subprocess.Popen(cmd[:-4] + ["--steps", "100", "-o", "-"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd[:-4] + ["--horizon", "100", "-o", "-"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
     try:
         header = proc.stdout.readline()
@@ -90,10 +92,11 @@ def test_y4m_streams_through_a_pipe_frame_by_frame(micro_wm):
 def test_compare_from_a_store_gives_per_step_psnr(micro_wm, breakout_store, tmp_path):
     png = tmp_path / "cmp.png"
     r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--episode", "0", "--start", "5", "--compare",
-                "--steps", "4", "--scale", "1", "-o", str(png), "--json", "--seed", "1")
+                "--horizon", "4", "--steps", "2", "--scale", "1", "-o", str(png), "--json", "--seed", "1")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     cmp = out["compare"]
+    assert out["imagined_frames"] == 4 and out["sampler"]["num_steps"] == 2  # --horizon frames, --steps each
     assert len(cmp["psnr_per_step"]) == 4 and len(cmp["psnr_per_step_copy_last"]) == 4
     assert all(isinstance(v, float) for v in cmp["psnr_per_step"]) and cmp["psnr"] > 0
     ep = breakout_store.read_episode(breakout_store.episode_paths()[0])
@@ -105,7 +108,7 @@ def test_compare_from_a_store_gives_per_step_psnr(micro_wm, breakout_store, tmp_
     assert (img[:, :64] == ep.obs[5]).all() and (img[:, 65:129] == ep.obs[5]).all()
     assert (img[:, 4 * 130 : 4 * 130 + 64] == ep.obs[5 + 4]).all()  # the real frame after the context
     # As a video: 129 pixels wide, an odd width H.264 takes only as yuv444p.
-    r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--compare", "--steps", "2", "--scale", "1",
+    r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--compare", "--horizon", "2", "--scale", "1",
                 "-o", str(tmp_path / "cmp.mp4"))
     assert r.exit_code == 0, r.stderr
     assert iio.imread(tmp_path / "cmp.mp4", index=None).shape == (6, 64, 129, 3)
@@ -113,7 +116,7 @@ def test_compare_from_a_store_gives_per_step_psnr(micro_wm, breakout_store, tmp_
 
 def test_show_denoising_grid_and_fixed_actions(micro_wm, tmp_path):
     den = tmp_path / "den.png"
-    r = imagine(str(micro_wm), "--actions", "1,3,2", "--denoising-steps", "2", "--show-denoising", str(den),
+    r = imagine(str(micro_wm), "--actions", "1,3,2", "--steps", "2", "--show-denoising", str(den),
                 "--scale", "1", "-o", str(tmp_path / "d.npz"), "--json", "--seed", "4")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
@@ -133,7 +136,7 @@ def test_show_denoising_grid_and_fixed_actions(micro_wm, tmp_path):
 
 
 def test_agent_picks_actions_and_one_file_per_rollout(micro_wm, agent_ckpt, tmp_path):
-    r = imagine(str(micro_wm), "--agent", str(agent_ckpt), "--steps", "2", "--batch", "2", "--scale", "2",
+    r = imagine(str(micro_wm), "--agent", str(agent_ckpt), "--horizon", "2", "--batch", "2", "--scale", "2",
                 "-o", str(tmp_path / "roll{i}.mp4"), "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
@@ -147,7 +150,7 @@ def test_context_frames_are_the_real_game(micro_wm, tmp_path):
     """The first frame streamed is the game's reset frame for the seed."""
     from wmcli.env import make_env
 
-    r = runner.invoke(app, ["imagine", str(micro_wm), "--steps", "1", "--scale", "1", "-o", "-", "--seed", "7"])
+    r = runner.invoke(app, ["imagine", str(micro_wm), "--horizon", "1", "--scale", "1", "-o", "-", "--seed", "7"])
     assert r.exit_code == 0, r.stderr
     planes = read_y4m(r.stdout_bytes)
     env = make_env(make_spec(EnvConfig(game="Breakout")))
@@ -159,7 +162,7 @@ def test_context_frames_are_the_real_game(micro_wm, tmp_path):
     (["--compare"], ["--compare", "--store"]),
     (["-o", "x.avi"], ["x.avi", ".mp4"]),
     (["--actions", "1,9"], ["9", "4 actions"]),
-    (["--actions", "1,2", "--steps", "5"], ["2 actions", "5 steps"]),
+    (["--actions", "1,2", "--horizon", "5"], ["2 actions", "5 steps"]),
     (["--sampler", "ddim"], ["ddim", "euler or heun"]),
     (["--show-denoising", "x.gif"], [".png"]),
 ])

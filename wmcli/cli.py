@@ -529,12 +529,13 @@ def imagine(
                                             "(raw uint8 arrays); {i} in the name writes one file per rollout; "
                                             "- streams y4m to stdout as frames are generated."),
     ] = "imagine.mp4",
+    horizon: Annotated[
+        Optional[int], typer.Option(min=1, help="Imagined frames per rollout (default: 25, or as many as --actions).")
+    ] = None,
     steps: Annotated[
         Optional[int],
-        typer.Option("--steps", "--horizon", min=1, help="Imagined frames per rollout (default: 25, or as many as --actions)."),
-    ] = None,
-    denoising_steps: Annotated[
-        Optional[int], typer.Option(min=1, help="Sampler steps per imagined frame (default: the recipe's sampler.num_steps).")
+        typer.Option("--steps", "--denoising-steps", min=1,
+                     help="Denoising (sampler) steps per imagined frame (default: the recipe's sampler.num_steps)."),
     ] = None,
     sampler: Annotated[
         Optional[str], typer.Option(help="euler or heun (EDM models), ddim or ddpm (DDPM models) (default: the recipe's).")
@@ -570,13 +571,13 @@ def imagine(
     """Watch a world model dream: imagined frames from a real start, to a video, image or stream.
 
     The dream starts from num_context real frames (a fresh reset of the checkpoint's game, or
-    --store), then each frame is sampled from the last ones and an action. --steps counts
-    imagined frames; --denoising-steps the sampler's steps per frame. Videos show the real
+    --store), then each frame is sampled from the last ones and an action. --horizon counts
+    imagined frames; --steps the sampler's denoising steps per frame. Videos show the real
     context frames first. With -o -, stdout carries only the y4m stream:
     wmcli imagine wm.pt -o - | ffmpeg -i - dream.mp4
     """
     with _user_errors():
-        from wmcli.imagine import ImagineConfig, planned_steps
+        from wmcli.imagine import ImagineConfig, planned_horizon
         from wmcli.imagine import imagine as run_imagine
 
         if policy != "random":
@@ -588,12 +589,12 @@ def imagine(
             agent = Path(policy)
         if seed is None:
             seed = secrets.randbelow(2**31)
-        cfg = ImagineConfig(steps=steps, denoising_steps=denoising_steps, sampler=sampler, seed=seed, batch=batch,
+        cfg = ImagineConfig(horizon=horizon, denoising_steps=steps, sampler=sampler, seed=seed, batch=batch,
                             agent=agent, actions=actions, store=store, episode=episode, start=start, compare=compare,
                             scale=scale, fps=fps, show_denoising=show_denoising, device=device)
         to_stdout = output == "-"
         describe = lambda p: (p.step, f"{p.frames_per_s:.1f} imagined frames/s")  # noqa: E731
-        with _progress("imagine", planned_steps(cfg), describe) as report:
+        with _progress("imagine", planned_horizon(cfg), describe) as report:
             try:
                 result = run_imagine(checkpoint, output, cfg, stream=sys.stdout.buffer if to_stdout else None,
                                      on_progress=report)

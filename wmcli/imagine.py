@@ -26,7 +26,7 @@ import torch
 from wmcli.errors import WmcliError
 from wmcli.sampler import SAMPLERS, SamplerConfig, check_compatible, sample_next_obs
 
-DEFAULT_STEPS = 25  # imagined frames when neither --steps nor --actions says how many
+DEFAULT_HORIZON = 25  # imagined frames when neither --horizon nor --actions says how many
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png", ".npz")
 
 
@@ -34,10 +34,10 @@ OUTPUT_SUFFIXES = (".mp4", ".gif", ".png", ".npz")
 class ImagineConfig:
     """The options of `wmcli imagine` (the CLI fills this; every field is one option)."""
 
-    steps: int | None = None
-    """Imagined frames per rollout (--steps, alias --horizon); None: as many as --actions gives, else 25."""
+    horizon: int | None = None
+    """Imagined frames per rollout (--horizon); None: as many as --actions gives, else 25."""
     denoising_steps: int | None = None
-    """Sampler steps per imagined frame; None: the recipe's sampler.num_steps."""
+    """Sampler steps per imagined frame (--steps, alias --denoising-steps); None: the recipe's sampler.num_steps."""
     sampler: str | None = None
     """euler, heun (EDM models), ddim, ddpm (DDPM models); None: the recipe's."""
     seed: int = 0
@@ -130,7 +130,7 @@ def context_from_store(store, n: int, episode: int, start: int, num: int, horizo
         if last >= 0:
             fix = f"--start must be in 0..{last}"
         else:
-            fix = "pick a longer episode" + (" or fewer --steps" if horizon else "")
+            fix = "pick a longer episode" + (" or a shorter --horizon" if horizon else "")
         raise WmcliError(f"episode {episode} of {store.path} has {len(ep.obs)} frames, too few for {what} "
                          f"from frame {start}; {fix}")
     obs = ep.obs[start : start + n]
@@ -241,14 +241,14 @@ class ImagineProgress:
     frames_per_s: float
 
 
-def planned_steps(cfg: ImagineConfig) -> int:
+def planned_horizon(cfg: ImagineConfig) -> int:
     """The imagined frames per rollout these options ask for (before any check)."""
-    if cfg.steps:
-        return cfg.steps
+    if cfg.horizon:
+        return cfg.horizon
     if cfg.actions is not None:
         text = Path(cfg.actions).read_text() if Path(cfg.actions).is_file() else cfg.actions
         return max(len(text.replace(",", " ").split()), 1)
-    return DEFAULT_STEPS
+    return DEFAULT_HORIZON
 
 
 def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: BinaryIO | None = None,
@@ -271,10 +271,10 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
 
     # Actions: fixed, an agent, or uniformly random.
     fixed = parse_actions(cfg.actions, env["num_actions"]) if cfg.actions is not None else None
-    horizon = planned_steps(cfg)
+    horizon = planned_horizon(cfg)
     if fixed is not None and len(fixed) < horizon:
         raise WmcliError(f"--actions gives {len(fixed)} actions for {horizon} steps; give {horizon} or pass "
-                         f"--steps {len(fixed)}")
+                         f"--horizon {len(fixed)}")
     if cfg.agent is not None:
         agent = load_agent(cfg.agent, rt.device)
         agent.check_env(env)
@@ -367,8 +367,8 @@ def _check_options(output: str, cfg: ImagineConfig) -> None:
         raise WmcliError(f"cannot write {output}: use one of {', '.join(OUTPUT_SUFFIXES)}, or - for a y4m stream")
     if "{i}" in output and Path(output).suffix.lower() == ".npz":
         raise WmcliError("a .npz holds every rollout already; drop {i} from -o")
-    for name, value, least in (("--steps", cfg.steps, 1), ("--batch", cfg.batch, 1), ("--scale", cfg.scale, 1),
-                               ("--denoising-steps", cfg.denoising_steps, 1)):
+    for name, value, least in (("--horizon", cfg.horizon, 1), ("--batch", cfg.batch, 1), ("--scale", cfg.scale, 1),
+                               ("--steps", cfg.denoising_steps, 1)):
         if value is not None and value < least:
             raise WmcliError(f"{name} must be at least {least}, got {value}")
     if cfg.actions is not None and cfg.agent is not None:
@@ -398,7 +398,7 @@ def _load_world_model(path, device):
 
 
 def _sampler(wm, cfg: ImagineConfig) -> SamplerConfig:
-    """The recipe's sampler, with --sampler and --denoising-steps applied, checked against the model."""
+    """The recipe's sampler, with --sampler and --steps applied, checked against the model."""
     base = wm.recipe.sampler
     name = cfg.sampler or base.name
     if name not in SAMPLERS:
