@@ -118,6 +118,29 @@ def wait_for_quiet(max_cores: float, timeout: float) -> float:
     return time.perf_counter() - t0
 
 
+def peak_gflops(n: int = 2048, reps: int = 10) -> float:
+    """The machine's fp32 matmul rate in this process (a 2048x2048 torch.mm, median of reps)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def count_flops(fn) -> int:
+    """FLOPs of one call of fn, as torch.utils.flop_counter counts them (matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
 def median(xs) -> float:
     return float(statistics.median(xs))
 

@@ -32,24 +32,8 @@ import time
 
 import torch
 
-
-def peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
-def count_flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return fc.get_total_flops()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import count_flops, peak_gflops  # noqa: E402
 
 
 def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4):
