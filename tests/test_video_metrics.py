@@ -54,6 +54,17 @@ def test_png_strip(tmp_path):
     assert img.shape == (32, 5 * 32 + 4, 3)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, suffix):
+    path = write_frames(tmp_path / f"v{suffix}", frames(T=3), scale=1)
+    before = path.read_bytes()
+    with pytest.raises((ValueError, TypeError)):  # ffmpeg and Pillow refuse 7-channel frames
+        write_frames(path, np.zeros((3, 16, 16, 7), np.uint8), scale=1)
+    with pytest.raises(WmcliError, match="no frames"):
+        write_frames(path, np.zeros((0, 16, 16, 3), np.uint8), scale=1)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
 def test_unknown_suffix(tmp_path):
     with pytest.raises(WmcliError, match="mp4"):
         write_frames(tmp_path / "x.avi", frames())

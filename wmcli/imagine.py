@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from wmcli.atomic import atomic_path
 from wmcli.errors import WmcliError
 from wmcli.sampler import SAMPLERS, SamplerConfig, check_compatible, sample_next_obs
 
@@ -330,7 +331,8 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
         if cfg.compare:
             arrays["real"] = ctx.real_obs
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(output, **arrays)
+        with atomic_path(output) as tmp:
+            np.savez_compressed(tmp, **arrays)
         written.append(output)
     else:
         if "{i}" in output:  # one file per rollout

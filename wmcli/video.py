@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from wmcli.atomic import atomic_path
 from wmcli.errors import WmcliError
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
@@ -60,19 +61,22 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale:
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise WmcliError(f"cannot write {path}: use one of {', '.join(VIDEO_SUFFIXES)} (or - for a y4m stream)")
+    if len(frames) == 0:
+        raise WmcliError(f"cannot write {path}: no frames")
     frames = upscale(np.asarray(frames, dtype=np.uint8), scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".png":
-        iio.imwrite(path, tile(frames, cols=len(frames)))
-    elif suffix == ".gif":
-        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
-    else:
-        # Players want yuv420p, which needs an even width and height; otherwise yuv444p (the
-        # [real | dream] panels of imagine --compare are 2W + 1 wide). macro_block_size=1 keeps
-        # our exact size.
-        odd = frames.shape[1] % 2 or frames.shape[2] % 2
-        iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1,
-                    pixelformat="yuv444p" if odd else "yuv420p")
+    with atomic_path(path) as tmp:  # the temporary name keeps the suffix imageio goes by
+        if suffix == ".png":
+            iio.imwrite(tmp, tile(frames, cols=len(frames)))
+        elif suffix == ".gif":
+            iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
+        else:
+            # Players want yuv420p, which needs an even width and height; otherwise yuv444p (the
+            # [real | dream] panels of imagine --compare are 2W + 1 wide). macro_block_size=1 keeps
+            # our exact size.
+            odd = frames.shape[1] % 2 or frames.shape[2] % 2
+            iio.imwrite(tmp, frames, fps=fps, codec="libx264", macro_block_size=1,
+                        pixelformat="yuv444p" if odd else "yuv420p")
     return path
 
 
@@ -87,7 +91,8 @@ def write_grid(path: str | Path, frames: np.ndarray, scale: int = 4, gap: int = 
     R, C = frames.shape[:2]
     grid = tile(np.asarray(frames, dtype=np.uint8).reshape(R * C, *frames.shape[2:]), cols=C, gap=gap)
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, upscale(grid, scale))
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, upscale(grid, scale))
     return path
 
 
