@@ -173,6 +173,25 @@ def test_bad_options_are_one_line(micro_wm, tmp_path, args, words):
     assert len(lines) == 1 and lines[0].startswith("wmcli: error:") and all(w in lines[0] for w in words), r.stderr
 
 
+def test_a_short_episode_error_names_one_that_fits(micro_wm, breakout_store, tmp_path):
+    lengths = [len(breakout_store.read_episode(p).obs) for p in breakout_store.episode_paths()]
+    short = int(np.argmin(lengths))
+    horizon = lengths[short] - 4 + 1  # one frame more than the shortest episode holds after 4 context frames
+    fits = [i for i, n in enumerate(lengths) if n >= lengths[short] + 1]
+    assert fits, "the fixture store should hold episodes of different lengths"
+
+    def error(*args):
+        r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--compare", "-o", str(tmp_path / "x.mp4"), *args)
+        assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        return r.stderr
+
+    line = error("--episode", str(short), "--horizon", str(horizon))
+    assert f"has {lengths[short]} frames" in line and f"e.g. --episode {fits[0]}, {lengths[fits[0]]} frames" in line
+    assert f"{len(fits)} of {len(lengths)} fit" in line
+    line = error("--horizon", str(max(lengths)))  # 4 + max frames: no episode holds them
+    assert f"the longest has {max(lengths)}" in line and "shorter --horizon" in line
+
+
 def test_an_agent_checkpoint_is_not_a_world_model(agent_ckpt, tmp_path):
     r = imagine(str(agent_ckpt), "-o", str(tmp_path / "x.mp4"))
     assert r.exit_code == 1

@@ -131,7 +131,7 @@ def context_from_store(store, n: int, episode: int, start: int, num: int, horizo
         if last >= 0:
             fix = f"--start must be in 0..{last}"
         else:
-            fix = "pick a longer episode" + (" or a shorter --horizon" if horizon else "")
+            fix = _longer_episode(store, paths, need, horizon is not None)
         raise WmcliError(f"episode {episode} of {store.path} has {len(ep.obs)} frames, too few for {what} "
                          f"from frame {start}; {fix}")
     obs = ep.obs[start : start + n]
@@ -147,6 +147,19 @@ def context_from_store(store, n: int, episode: int, start: int, num: int, horizo
     source = {"kind": "store", "store": str(store.path), "episode": episode, "episode_file": paths[episode].name,
               "start": start}
     return Context(rep(obs), rep(act).astype(np.int64), source, rep(real_obs), rep(real_act))
+
+
+def _longer_episode(store, paths: list, frames: int, compare: bool) -> str:
+    """The fix for an episode too short, for an error: the first episode with `frames` frames."""
+    lengths = [store.episode_length(p) + 1 for p in paths]  # frames = steps + 1
+    fits = [i for i, n in enumerate(lengths) if n >= frames]
+    shorter = " or a shorter --horizon" if compare else ""
+    if fits:
+        return (f"pick an episode of {frames} or more frames from --start 0 (e.g. --episode {fits[0]}, "
+                f"{lengths[fits[0]]} frames; {len(fits)} of {len(paths)} fit){shorter}")
+    if compare:
+        return f"no episode of the store has {frames} frames (the longest has {max(lengths)}): use a shorter --horizon"
+    return f"no episode of the store has {frames} frames (the longest has {max(lengths)})"
 
 
 def parse_actions(text: str, num_actions: int) -> np.ndarray:
