@@ -25,7 +25,7 @@ import torch
 
 from wmcli.atomic import atomic_path
 from wmcli.errors import WmcliError
-from wmcli.sampler import SAMPLERS, SamplerConfig, check_compatible, sample_next_obs
+from wmcli.sampler import SAMPLERS, SamplerConfig, check_compatible
 
 DEFAULT_HORIZON = 25  # imagined frames when neither --horizon nor --actions says how many
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png", ".npz")
@@ -193,6 +193,7 @@ def dream(denoiser, ctx: Context, horizon: int, cfg: SamplerConfig, generator: t
     context frames first) or from `actions` (B, horizon). on_frame(t, frames (B, H, W, 3) uint8)
     is called with every new frame as soon as it is sampled."""
     from wmcli.frames import to_float, to_uint8
+    from wmcli.world_model import dream_frames
 
     B, n = ctx.obs.shape[:2]
     obs = to_float(torch.from_numpy(ctx.obs).to(device))  # (B, n, 3, H, W) in [-1, 1]
@@ -202,23 +203,25 @@ def dream(denoiser, ctx: Context, horizon: int, cfg: SamplerConfig, generator: t
         policy.reset(B)
         for i in range(n - 1):  # burn the policy's memory in on the real frames
             policy.act(ctx.obs[:, i], np.full(B, i == 0))
-    frame = ctx.obs[:, -1]  # (B, H, W, 3): the frame the next action is taken at
+
+    def next_act(t: int, newest: torch.Tensor) -> torch.Tensor:
+        if actions is not None:
+            a = actions[:, t]
+        else:  # the policy sees the newest frame as uint8 (B, H, W, 3), as in the real game
+            a = policy.act(to_uint8(newest).cpu().numpy(), np.full(B, n == 1 and t == 0))
+        return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(device)
+
+    estimates: list[torch.Tensor] = []
+    callback = (lambda i, x0: estimates.append(x0[0].float())) if keep_denoising else None
     frames, taken, denoising = [], [], []
-    for t in range(horizon):
-        a = actions[:, t] if actions is not None else policy.act(frame, np.full(B, n == 1 and t == 0))
-        a = np.asarray(a, dtype=np.int64)
-        act = torch.cat([past_act, torch.from_numpy(a).to(device)[:, None]], dim=1)  # (B, n): at each context frame
-        estimates = []
-        callback = (lambda i, x0: estimates.append(x0[0].float())) if keep_denoising else None
-        with autocast():
-            nxt = sample_next_obs(denoiser, obs, act, cfg, generator, callback).float()  # (B, 3, H, W)
-        obs = torch.cat([obs[:, 1:], nxt[:, None]], dim=1)  # slide the context window
-        past_act = act[:, 1:]
+    steps = dream_frames(denoiser, obs, past_act, cfg, horizon, next_act, generator, autocast, callback)
+    for t, (a, nxt) in enumerate(steps):
         frame = to_uint8(nxt).cpu().numpy()  # (B, H, W, 3)
         frames.append(frame)
-        taken.append(a)
+        taken.append(a.cpu().numpy())
         if keep_denoising:
             denoising.append(to_uint8(torch.stack(estimates)).cpu().numpy())  # (k, H, W, 3)
+            estimates.clear()
         if on_frame is not None:
             on_frame(t, frame)
     seconds = time.perf_counter() - t0

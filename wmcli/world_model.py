@@ -1,13 +1,16 @@
 """A trained world model loaded from its checkpoint, and autoregressive rollouts of it.
 
 `load_world_model` rebuilds the denoiser and reward/end model from a checkpoint alone (the
-recipe and env are inside). `rollout` dreams frames one after another under given actions:
-each new frame is sampled from the last `num_context` frames (real ones first, then its own).
+recipe and env are inside). `dream_frames` dreams frames one after another: each new frame is
+sampled from the last `num_context` frames (real ones first, then its own) and the actions
+taken at them; `rollout` does so under given actions, `wmcli imagine` under a policy's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,19 +49,34 @@ def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> Wo
     return WorldModel(denoiser, rew_end, recipe, ckpt["env"], ckpt["step"], ckpt.get("store"))
 
 
+def dream_frames(denoiser, obs: Tensor, past_act: Tensor, cfg: SamplerConfig, horizon: int, next_act,
+                 generator: torch.Generator | None = None, autocast=contextlib.nullcontext,
+                 callback=None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Dream `horizon` frames one after another from n real ones, yielding (act, frame) per step.
+
+    obs (B, n, 3, H, W) in [-1, 1] and past_act (B, n - 1), the actions taken between them.
+    next_act(t, newest) gives the action (B,) taken at the newest frame (B, 3, H, W), real or
+    dreamed; the next frame is sampled from the last n frames and actions (under `autocast`),
+    yielded as float (B, 3, H, W), and the window slides. callback goes to the sampler."""
+    for t in range(horizon):
+        a = next_act(t, obs[:, -1])
+        act = torch.cat([past_act, a[:, None]], dim=1)  # (B, n): the action at each context frame
+        with autocast():
+            nxt = sample_next_obs(denoiser, obs, act, cfg, generator, callback).float()
+        yield a, nxt
+        obs = torch.cat([obs[:, 1:], nxt[:, None]], dim=1)
+        past_act = act[:, 1:]
+
+
 @torch.no_grad()
 def rollout(denoiser, obs: Tensor, act: Tensor, cfg: SamplerConfig, generator: torch.Generator | None = None) -> Tensor:
-    """Dream T frames from n real ones: obs (B, n, 3, H, W) in [-1, 1]; act (B, n + T - 1), where
-    act[:, i] is the action taken at frame i (the n context frames, then the dreamed ones).
-    Returns the dreamed frames (B, T, 3, H, W)."""
+    """Dream T frames from n real ones under given actions: obs (B, n, 3, H, W) in [-1, 1]; act
+    (B, n + T - 1), where act[:, i] is the action taken at frame i (the n context frames, then the
+    dreamed ones). Returns the dreamed frames (B, T, 3, H, W)."""
     n = obs.shape[1]
     T = act.shape[1] - n + 1
-    frames, out = obs, []
-    for t in range(T):
-        nxt = sample_next_obs(denoiser, frames[:, -n:], act[:, t : t + n], cfg, generator)
-        out.append(nxt)
-        frames = torch.cat([frames[:, 1:], nxt[:, None]], dim=1)
-    return torch.stack(out, dim=1)
+    steps = dream_frames(denoiser, obs, act[:, : n - 1], cfg, T, lambda t, _: act[:, n - 1 + t], generator)
+    return torch.stack([frame for _, frame in steps], dim=1)
 
 
 @torch.no_grad()
