@@ -102,11 +102,16 @@ def test_compare_from_a_store_gives_per_step_psnr(micro_wm, breakout_store, tmp_
     ep = breakout_store.read_episode(breakout_store.episode_paths()[0])
     assert out["actions"] == [ep.act[5 + 3 : 5 + 3 + 4].tolist()]  # the real actions, from the last context frame
     assert out["context"] == {**out["context"], "kind": "store", "episode": 0, "start": 5}
-    # A strip of 8 [real | dream] panels; the context frames are real on both sides.
+    # Two strips of 8 frames: real above, dream below; the context frames are real in both.
+    r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--episode", "0", "--start", "5", "--compare",
+                "--horizon", "4", "--steps", "2", "-o", str(tmp_path / "cmp.npz"), "--seed", "1")
+    assert r.exit_code == 0, r.stderr
     img = iio.imread(png)
-    assert img.shape == (64, 8 * 130 - 1, 3)
-    assert (img[:, :64] == ep.obs[5]).all() and (img[:, 65:129] == ep.obs[5]).all()
-    assert (img[:, 4 * 130 : 4 * 130 + 64] == ep.obs[5 + 4]).all()  # the real frame after the context
+    assert img.shape == (2 * 65 - 1, 8 * 65 - 1, 3)
+    assert (img[:64, :64] == ep.obs[5]).all() and (img[65:, :64] == ep.obs[5]).all()
+    assert (img[:64, 4 * 65 : 4 * 65 + 64] == ep.obs[5 + 4]).all()  # the real frame after the context
+    with np.load(tmp_path / "cmp.npz") as z:  # the same dream (same seed) as raw arrays
+        assert (img[65:, 4 * 65 : 4 * 65 + 64] == z["videos"][0, 0]).all() and (z["real"][0, 0] == ep.obs[5 + 4]).all()
     # As a video: 129 pixels wide, an odd width H.264 takes only as yuv444p.
     r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--compare", "--horizon", "2", "--scale", "1",
                 "-o", str(tmp_path / "cmp.mp4"))

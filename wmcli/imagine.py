@@ -356,10 +356,11 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
         else:
             targets = [(output, slice(None))]
         for path, rows in targets:
-            panels = videos[rows] if real is None else side_by_side(real[rows], videos[rows])  # (b, n + T, H, W', 3)
-            if Path(path).suffix.lower() == ".png":  # one row per rollout, time left to right
-                write_grid(path, panels, scale=cfg.scale)
-            else:
+            if Path(path).suffix.lower() == ".png":  # a row per rollout (real above dream), time left to right
+                strips = videos[rows] if real is None else np.stack([real[rows], videos[rows]], axis=1)
+                write_grid(path, strips.reshape(-1, *videos.shape[1:]), scale=cfg.scale)
+            else:  # each video frame: the rollouts in a grid, each [real | dream] with --compare
+                panels = videos[rows] if real is None else side_by_side(real[rows], videos[rows])
                 write_frames(path, grid_of(panels), fps=cfg.fps, scale=cfg.scale)
             written.append(path)
     if cfg.show_denoising is not None:
