@@ -150,6 +150,24 @@ def test_cli_reads_video_folders_and_warns_about_too_few_clips(detector_files, t
     assert out["paired"]["videos"] == 3 and len(out["paired"]["psnr_per_frame"]) == 17
 
 
+def test_imagine_compare_npz_arrays_pair_up_by_name(detector_files, micro_wm, breakout_store, tmp_path):
+    """`imagine --compare -o x.npz` holds `real` and `videos`; fvd reads each as x.npz:KEY, and the
+    paired PSNR over all frames is the PSNR imagine reported."""
+    npz = tmp_path / "cmp.npz"
+    r = runner.invoke(app, ["imagine", str(micro_wm), "--store", str(breakout_store.path), "--compare", "--batch", "2",
+                            "--horizon", "8", "--steps", "1", "-o", str(npz), "--seed", "0", "--json"])
+    assert r.exit_code == 0, r.stderr
+    psnr = json.loads(r.stdout)["compare"]["psnr"]
+    r = runner.invoke(app, ["fvd", f"{npz}:real", f"{npz}:videos", "--detector", str(detector_files[0]),
+                            "--size", "32", "--clip-len", "8", "--json"])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["real"]["videos"] == out["generated"]["videos"] == 2 and out["real"]["clips"] == 2
+    assert out["paired"]["psnr"] == pytest.approx(psnr, abs=1e-3)
+    r = runner.invoke(app, ["fvd", f"{npz}:nope", f"{npz}:videos", "--detector", str(detector_files[0])])
+    assert r.exit_code == 1 and "no array 'nope'" in r.stderr and "real" in r.stderr
+
+
 def test_missing_detector_names_the_file_and_exits_1(tmp_path, monkeypatch):
     monkeypatch.setenv("WMCLI_HOME", str(tmp_path / "home"))
     for args in ([], ["--detector", str(tmp_path / "i3d.pt")]):

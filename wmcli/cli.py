@@ -619,7 +619,7 @@ def imagine(
 
 @app.command()
 def fvd(
-    real: Annotated[Path, typer.Argument(help="Real videos: a folder of .mp4/.gif/.npz files, one such file, or a store.")],
+    real: Annotated[Path, typer.Argument(help="Real videos: a folder of .mp4/.gif/.npz files, one such file, a store, or FILE.npz:ARRAY.")],
     generated: Annotated[Path, typer.Argument(help="Generated videos, in any of the same forms.")],
     detector: Annotated[
         Optional[Path],

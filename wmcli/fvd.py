@@ -63,10 +63,16 @@ class VideoSet:
 
 
 def open_videos(path: str | Path) -> VideoSet:
-    """A folder of .mp4/.gif/.npz files (sorted by name), one such file, or a store folder."""
+    """A folder of .mp4/.gif/.npz files (sorted by name), one such file, a store folder, or
+    FILE.npz:KEY, the array KEY of an .npz (e.g. `real` of `wmcli imagine --compare -o x.npz`)."""
     from wmcli.store import META_NAME, Store
     from wmcli.video import read_video
 
+    name, colon, key = str(path).rpartition(":")
+    if colon and name.lower().endswith(".npz") and key and not Path(path).exists():
+        arr = read_npz_videos(Path(name), key)
+        return VideoSet(Path(path), "npz", [f"{Path(name).name}:{key}[{j}]" for j in range(len(arr))],
+                        [partial(getitem, arr, j) for j in range(len(arr))])
     path = Path(path)
     if not path.exists():
         raise WmcliError(f"{path} does not exist; pass a folder of .mp4/.gif/.npz videos, one such file, or a store")
@@ -100,14 +106,21 @@ def _episode_frames(store, path: Path) -> np.ndarray:
     return store.read_episode(path).obs
 
 
-def read_npz_videos(path: Path) -> np.ndarray:
-    """The videos of an .npz: its array `videos` (or its only array), uint8 (N, T, H, W, 3) or (T, H, W, 3)."""
+def read_npz_videos(path: Path, key: str | None = None) -> np.ndarray:
+    """The videos of an .npz: its array `key`, else `videos` (or its only array), uint8 (N, T, H, W, 3)
+    or (T, H, W, 3)."""
+    if not path.is_file():
+        raise WmcliError(f"{path} does not exist; pass a folder of .mp4/.gif/.npz videos, one such file, or a store")
     try:
         with np.load(path) as z:
             keys = list(z.files)
-            key = "videos" if "videos" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is not None and key not in keys:
+                raise WmcliError(f"{path} has no array {key!r}; it holds {', '.join(keys)} (pick one as {path}:NAME)")
             if key is None:
-                raise WmcliError(f"{path} holds arrays {', '.join(keys)}; name the videos array `videos`")
+                key = "videos" if "videos" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise WmcliError(f"{path} holds arrays {', '.join(keys)}; name the videos array `videos`, or pick "
+                                 f"one as {path}:NAME")
             arr = z[key]
     except (OSError, ValueError) as e:
         raise WmcliError(f"cannot read {path} as an .npz of videos ({e})") from None
