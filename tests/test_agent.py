@@ -216,3 +216,32 @@ def test_train_agent_ddp_two_cpu_processes(micro_wm, tmp_path):
     assert load_checkpoint(out, "agent")["step"] == 3
     lines = (tmp_path / "ddp.metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
+
+
+def test_recency_weights_reach_the_dream_contexts_and_training_batches(micro_wm, breakout_spec, tmp_path):
+    """train_agent.sample_weights reaches WorldModelEnv's contexts, and train_wm.sample_weights the
+    denoiser and reward/end batches: with all weight on the newest chunk, only its episodes appear."""
+    from conftest import random_episode
+    from wmcli.recipe import load_recipe
+    from wmcli.runtime import make_runtime
+    from wmcli.train_wm import denoiser_batch, rew_end_batch
+
+    store = Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
+    w = store.writer()
+    for i in range(8):  # chunks of 2 episodes; the newest chunk holds episodes 6 and 7
+        ep = random_episode(20, seed=i)
+        ep.obs[:] = 10 * i
+        w.write(ep)
+    buf, newest = EpisodeBuffer(store), {60, 70}
+    env = WorldModelEnv(load_world_model(micro_wm), buf, 16, 4, seed=0, sample_weights=(0, 0, 0, 1))
+    _, info = env.reset()
+    values = np.rint((info["context_obs"][:, :, 0, 0, 0].numpy() + 1) * 127.5).astype(int)
+    assert set(values.ravel()) <= newest and len(set(values.ravel())) == 2
+
+    recipe = load_recipe("tiny", [*MICRO, "train_wm.sample_weights=[0, 0, 0, 1]"])
+    cfg, rt, rng = recipe.train_wm, make_runtime("cpu"), np.random.default_rng(0)
+    batch = denoiser_batch(buf, rng, cfg, 4, rt, 32, cfg.sample_weights)
+    frames = batch["obs"][batch["mask"]][:, 0, 0, 0]  # real frames only (padding is zeros)
+    rb = rew_end_batch(buf, rng, cfg, rt, 32, cfg.sample_weights)
+    frames = torch.cat([frames, rb["obs"][rb["mask"]][:, 0, 0, 0]])
+    assert set(np.rint((frames.numpy() + 1) * 127.5).astype(int)) <= newest

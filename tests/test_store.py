@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import random_episode
-from wmcli.buffer import EpisodeBuffer
+from wmcli.buffer import EpisodeBuffer, recency_weights
 from wmcli.env import EnvConfig, make_spec
 from wmcli.errors import WmcliError
 from wmcli.store import Store, summarize
@@ -161,6 +161,41 @@ def test_segment_starts_are_uniform(store):
     from_short = seg.obs[:, 0, 0, 0, 0] == 1
     # 6 valid starts in the short episode, 26 in the long: P(short) = 6/32.
     assert abs(from_short.mean() - 6 / 32) < 0.01
+
+
+def test_recency_weights_split_episodes_into_chunks_of_equal_count():
+    # 10 episodes in 4 chunks: 2, 2, 2 and the last 4 (the remainder goes to the newest chunk).
+    p = recency_weights(10, (0.1, 0.1, 0.1, 0.7))
+    np.testing.assert_allclose(p, [0.05] * 6 + [0.175] * 4)
+    assert recency_weights(3, (0.1, 0.1, 0.1, 0.7)) is None  # fewer episodes than chunks: uniform
+    assert recency_weights(10, None) is None
+    # Episodes that can't be drawn: the chunk's weight goes to its others; an empty chunk drops out.
+    valid = np.array([1, 1, 0, 0, 1, 0, 1, 1, 1, 1], dtype=bool)
+    np.testing.assert_allclose(recency_weights(10, (0.1, 0.1, 0.1, 0.7), valid),
+                               np.array([0.05, 0.05, 0, 0, 0.1, 0, 0.175, 0.175, 0.175, 0.175]) / 0.9)
+
+
+def test_recency_weighted_segments_favour_the_newest_episodes(store):
+    """DIAMOND's [0.1, 0.1, 0.1, 0.7]: the newest quarter of the episodes gives 70% of the segments,
+    whatever their lengths; an episode too short for a segment is never drawn."""
+    w = store.writer()
+    lengths = [29, 9, 49, 19, 29, 9, 39, 2]  # steps; the last (3 frames) is too short for 5
+    for i, T in enumerate(lengths):
+        ep = random_episode(T, seed=i)
+        ep.obs[:] = i  # told apart by pixel value; written oldest first
+        w.write(ep)
+    buf = EpisodeBuffer(store)
+    seg = buf.sample(np.random.default_rng(2), 40000, 5, weights=(0.1, 0.1, 0.1, 0.7))
+    ep = seg.obs[:, 0, 0, 0, 0]
+    share = np.bincount(ep, minlength=8) / len(ep)
+    # Chunks of 2 episodes; within a chunk, episodes are equally likely; episode 7 can't be drawn,
+    # so episode 6 takes the newest chunk's whole 0.7.
+    np.testing.assert_allclose(share, [0.05] * 6 + [0.7, 0.0], atol=0.01)
+    assert seg.mask.all()  # no padding was asked for
+    uniform = buf.sample(np.random.default_rng(2), 40000, 5)  # no weights: uniform over all starts
+    counts = np.array([T + 1 - 5 + 1 for T in lengths]).clip(0)
+    np.testing.assert_allclose(np.bincount(uniform.obs[:, 0, 0, 0, 0], minlength=8) / 40000,
+                               counts / counts.sum(), atol=0.01)
 
 
 def test_buffer_refresh_sees_new_episodes(store):

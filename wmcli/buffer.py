@@ -10,6 +10,7 @@ frames after it, and `mask` marks the real frames (padding is zeros).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,21 +115,33 @@ class EpisodeBuffer:
         seq_len: int,
         pad_before: int = 0,
         pad_after: int = 0,
+        weights: Sequence[float] | None = None,
     ) -> Segments:
-        """B segments drawn uniformly over all valid start positions of all episodes.
+        """B segments. A start is valid when the segment lies within [-pad_before, length + pad_after)
+        of its episode; episodes too short for any valid start are never drawn.
 
-        A start is valid when the segment lies within [-pad_before, length + pad_after) of its
-        episode; episodes too short for any valid start are never drawn.
+        weights None: uniformly over all valid starts of all episodes. weights (w_1..w_k): DIAMOND's
+        recency weighting: the episodes, in landing order, are cut into k chunks of equal count
+        (the last takes the remainder); a chunk is drawn with probability w_i, an episode uniformly
+        among its episodes long enough, then a valid start uniformly. With fewer than k episodes,
+        uniformly as above.
         """
         # Valid starts per episode: s in [-pad_before, length + pad_after - seq_len].
         counts = np.maximum(self.lengths + pad_before + pad_after - seq_len + 1, 0)
         total = int(counts.sum())
         if total == 0:
             raise ValueError(f"no episode is long enough for segments of {seq_len} frames")
-        cum = np.cumsum(counts)
-        u = rng.integers(0, total, size=batch_size)
-        ep = np.searchsorted(cum, u, side="right")  # (B,)
-        s = u - (cum[ep] - counts[ep]) - pad_before  # (B,) start within the episode
+        p = recency_weights(self.num_episodes, weights, valid=counts > 0)
+        if p is None:
+            cum = np.cumsum(counts)
+            u = rng.integers(0, total, size=batch_size)
+            ep = np.searchsorted(cum, u, side="right")  # (B,)
+            s = u - (cum[ep] - counts[ep]) - pad_before  # (B,) start within the episode
+        else:
+            if p.sum() == 0:
+                raise ValueError(f"no episode in a chunk of nonzero weight is long enough for segments of {seq_len} frames")
+            ep = rng.choice(self.num_episodes, size=batch_size, p=p)
+            s = rng.integers(0, counts[ep]) - pad_before
         pos = s[:, None] + np.arange(seq_len)[None, :]  # (B, L) frame index within the episode
         mask = (pos >= 0) & (pos < self.lengths[ep][:, None])
         idx = self.starts[ep][:, None] + np.clip(pos, 0, self.lengths[ep][:, None] - 1)  # (B, L)
@@ -136,6 +149,35 @@ class EpisodeBuffer:
         obs[~mask] = 0
         steps = {k: np.where(mask, self._steps[k][idx], 0).astype(self._steps[k].dtype) for k in _STEP_ARRAYS}
         return Segments(obs=obs, mask=mask, **steps)
+
+
+def check_sample_weights(weights: Sequence[float] | None, where: str) -> None:
+    """Chunk weights must be probabilities: none negative, summing to 1 (ValueError otherwise)."""
+    if weights is None:
+        return
+    if len(weights) == 0 or min(weights) < 0 or abs(sum(weights) - 1) > 1e-6:
+        raise ValueError(f"{where} must be non-negative and sum to 1, e.g. [0.1, 0.1, 0.1, 0.7] "
+                         f"(or null for uniform sampling), got {list(weights)}")
+
+
+def recency_weights(num_episodes: int, weights: Sequence[float] | None,
+                    valid: np.ndarray | None = None) -> np.ndarray | None:
+    """Each episode's probability under DIAMOND's chunk weights (see EpisodeBuffer.sample), or
+    None where sampling is uniform over segments (no weights, or fewer episodes than chunks).
+    valid (bool per episode): only these can be drawn; a chunk's weight is shared among its valid
+    episodes, and a chunk without any drops out (the others' weights are renormalised)."""
+    if weights is None or num_episodes < len(weights):
+        return None
+    k = len(weights)
+    sizes = np.full(k, num_episodes // k)
+    sizes[-1] += num_episodes % k
+    chunk = np.repeat(np.arange(k), sizes)  # chunk of each episode, oldest first
+    valid = np.ones(num_episodes, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    per_chunk = np.bincount(chunk[valid], minlength=k)
+    w = np.asarray(weights, dtype=np.float64) * (per_chunk > 0)
+    if w.sum() == 0:
+        return np.zeros(num_episodes)
+    return np.where(valid, w[chunk] / np.maximum(per_chunk[chunk], 1), 0.0) / w.sum()
 
 
 _STEP_ARRAYS = {"act": np.int64, "rew": np.float32, "end": bool, "life_loss": bool, "trunc": bool}

@@ -49,12 +49,20 @@ class TrainAgentConfig:
     """Linear learning-rate warm-up (DIAMOND: 100)."""
     grad_clip: float = 100.0
     """Gradient-norm clip (DIAMOND: 100)."""
+    sample_weights: tuple[float, ...] | None = (0.1, 0.1, 0.1, 0.7)
+    """Recency weighting of the real contexts dreams start from, as train_wm.sample_weights
+    (DIAMOND: [0.1, 0.1, 0.1, 0.7]); null: uniform over all segments."""
     log_every: int = 50
     """Steps between metric lines."""
     checkpoint_every: int = 1000
     """Steps between checkpoints (and at the end)."""
     seed: int = 0
     """Seed of the initialisation and of every dream."""
+
+    def __post_init__(self):
+        from wmcli.buffer import check_sample_weights
+
+        check_sample_weights(self.sample_weights, "train_agent.sample_weights")
 
 
 class AgentLoss(nn.Module):
@@ -167,7 +175,8 @@ def train_agent(
         opt.load_state_dict(ckpt["resume"]["opt"])
     B = max(1, cfg.batch_size // rt.world_size)
     try:
-        wm_env = WorldModelEnv(wm, buf, B, cfg.horizon, recipe.sampler, rt.device, autocast=rt.autocast)
+        wm_env = WorldModelEnv(wm, buf, B, cfg.horizon, recipe.sampler, rt.device, autocast=rt.autocast,
+                               sample_weights=cfg.sample_weights)
     except ValueError as e:
         raise WmcliError(f"store {store_path}: {e}") from None
     if rt.compile:

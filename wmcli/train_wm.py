@@ -57,6 +57,10 @@ class TrainWMConfig:
     """Sequences per reward/end batch (DIAMOND: 32)."""
     rew_end_seq_len: int = 19
     """Steps per reward/end sequence: burn-in + imagination horizon (DIAMOND: 4 + 15)."""
+    sample_weights: tuple[float, ...] | None = (0.1, 0.1, 0.1, 0.7)
+    """Recency weighting of training segments (denoiser and reward/end): the episodes, oldest first,
+    in len(weights) chunks of equal count, chunk i drawn with probability weights[i] (DIAMOND:
+    [0.1, 0.1, 0.1, 0.7]); null: uniform over all segments."""
     end_on_life_loss: bool = True
     """Train the end head with a life loss counted as an end (DIAMOND: true)."""
     val_fraction: float = 0.1
@@ -73,6 +77,11 @@ class TrainWMConfig:
     """Use channels_last memory format for the convolutions (faster on CUDA and most CPUs)."""
     seed: int = 0
     """Seed of the model initialisation and of every batch and noise draw."""
+
+    def __post_init__(self):
+        from wmcli.buffer import check_sample_weights
+
+        check_sample_weights(self.sample_weights, "train_wm.sample_weights")
 
 
 # ---- the two losses as modules (one forward per backward, as DDP wants) -------------------------
@@ -134,21 +143,23 @@ def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], 
     return [p for p in paths if p not in held], val
 
 
-def denoiser_batch(buf, rng, cfg: TrainWMConfig, n: int, rt: Runtime, batch_size: int) -> dict:
-    """Segments of n context frames + 1 + autoregressive targets; the first target is always real."""
+def denoiser_batch(buf, rng, cfg: TrainWMConfig, n: int, rt: Runtime, batch_size: int, weights=None) -> dict:
+    """Segments of n context frames + 1 + autoregressive targets; the first target is always real.
+    weights: EpisodeBuffer.sample's chunk weights (training), or None (uniform: validation)."""
     from wmcli.frames import to_float
 
     ar = cfg.autoregressive_steps
-    seg = buf.sample(rng, batch_size, n + 1 + ar, pad_before=n - 1, pad_after=ar)
+    seg = buf.sample(rng, batch_size, n + 1 + ar, pad_before=n - 1, pad_after=ar, weights=weights)
     return {"obs": to_float(to_device(seg.obs, rt)), "act": to_device(seg.act, rt), "mask": to_device(seg.mask, rt)}
 
 
-def rew_end_batch(buf, rng, cfg: TrainWMConfig, rt: Runtime, batch_size: int) -> dict:
-    """Sequences of rew_end_seq_len transitions (frame t, action, frame t+1), which may run past the end."""
+def rew_end_batch(buf, rng, cfg: TrainWMConfig, rt: Runtime, batch_size: int, weights=None) -> dict:
+    """Sequences of rew_end_seq_len transitions (frame t, action, frame t+1), which may run past the end.
+    weights as in denoiser_batch."""
     from wmcli.frames import to_float
 
     L = cfg.rew_end_seq_len
-    seg = buf.sample(rng, batch_size, L + 1, pad_before=0, pad_after=L - 1)
+    seg = buf.sample(rng, batch_size, L + 1, pad_before=0, pad_after=L - 1, weights=weights)
     frames = to_float(to_device(seg.obs, rt))
     end = seg.end | seg.life_loss if cfg.end_on_life_loss else seg.end
     return {
@@ -306,7 +317,7 @@ def train_world_model(
             rew_end.train()
 
             # Denoiser step.
-            batch = denoiser_batch(train_buf, rng, cfg, n, rt, B)
+            batch = denoiser_batch(train_buf, rng, cfg, n, rt, B, cfg.sample_weights)
             draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, cfg.autoregressive_steps)
             with rt.autocast():
                 loss_d = den_loss(batch["obs"], batch["act"], batch["mask"], **draws)
@@ -317,7 +328,7 @@ def train_world_model(
             scaler.step(opt_den)
 
             # Reward/end step.
-            rb = rew_end_batch(train_buf, rng, cfg, rt, Br)
+            rb = rew_end_batch(train_buf, rng, cfg, rt, Br, cfg.sample_weights)
             with rt.autocast():
                 loss_r = rew_loss(rb["obs"], rb["act"], rb["next_obs"], rb["rew"], rb["end"], rb["mask"])
             opt_rew.zero_grad(set_to_none=True)

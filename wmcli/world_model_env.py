@@ -28,14 +28,16 @@ from wmcli.sampler import SamplerConfig, sample_next_obs
 
 class WorldModelEnv:
     def __init__(self, wm, buffer, num_envs: int, horizon: int = 15, sampler: SamplerConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int = 0, autocast=contextlib.nullcontext):
-        """wm: a wmcli.world_model.WorldModel; buffer: an EpisodeBuffer of real episodes to start from."""
+                 device: str | torch.device = "cpu", seed: int = 0, autocast=contextlib.nullcontext,
+                 sample_weights=None):
+        """wm: a wmcli.world_model.WorldModel; buffer: an EpisodeBuffer of real episodes to start from;
+        sample_weights: EpisodeBuffer.sample's recency weights for the contexts (None: uniform)."""
         self.denoiser, self.rew_end = wm.denoiser, wm.rew_end
         self.n = wm.num_context
         self.buffer, self.num_envs, self.horizon = buffer, num_envs, horizon
         self.sampler = sampler or wm.recipe.sampler
         self.device = torch.device(device)
-        self.autocast = autocast
+        self.autocast, self.sample_weights = autocast, sample_weights
         self.set_generators(np.random.default_rng(seed), torch.Generator(self.device).manual_seed(seed))
         if not np.any(buffer.lengths >= self.n + 1):
             raise ValueError(f"no episode has the {self.n} steps a dream starts from")
@@ -49,7 +51,7 @@ class WorldModelEnv:
 
         # n + 1 frames, of which the first n: the current frame always had a step after it, so no
         # dream starts from a game-over frame.
-        seg = self.buffer.sample(self.rng, k, self.n + 1)
+        seg = self.buffer.sample(self.rng, k, self.n + 1, weights=self.sample_weights)
         obs = to_float(torch.from_numpy(seg.obs[:, : self.n]).to(self.device))  # (k, n, 3, H, W)
         return obs, torch.from_numpy(seg.act[:, : self.n]).to(self.device)  # act (k, n)
 
