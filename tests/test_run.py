@@ -6,7 +6,10 @@ import json
 import signal
 import time
 
+import numpy as np
+
 from conftest import popen_wmcli, run_wmcli
+from wmcli.run import rare_reward_steps
 from wmcli.store import Store
 
 # MinAtar Breakout at 10x10, micro networks, 2 epochs: seconds, not minutes.
@@ -19,6 +22,7 @@ MICRO_RUN = [
     "train_agent.batch_size=2", "train_agent.horizon=4",
     "run.initial_collect_steps=200", "run.collect_steps=40", "run.eval_every=1", "run.eval_episodes=2",
     "run.final_eval_episodes=3", "run.eval_num_envs=2", "run.wm_steps=10", "run.agent_steps=4",
+    "run.initial_collect_min_rewards=0",  # exactly 200 random steps (the reward rule has its own test)
 ]
 
 
@@ -79,6 +83,43 @@ def test_run_killed_and_resumed_loses_nothing(tmp_path):
     lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [0, 1, 2]
     assert lines[1]["wm_steps"] == 400 and lines[2]["wm_steps"] == 410
+
+
+def test_rare_reward_steps_counts_the_two_rarer_signs():
+    assert rare_reward_steps(np.array([0, 0, 1, -1, 0, 2.5])) == 3
+    assert rare_reward_steps(np.array([1, 1, 1, 0])) == 1  # +1 is the common sign here
+    assert rare_reward_steps(np.zeros(0)) == 0
+
+
+def test_initial_collection_goes_on_until_rewards_are_seen(tmp_path):
+    """DIAMOND's rule: after initial_collect_steps, random play continues collect_steps at a time
+    until the two rarer reward signs count initial_collect_min_rewards steps, within a cap."""
+
+    def epoch0(name: str, *extra: str) -> tuple[int, int]:
+        d = tmp_path / name
+        r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d),
+                      *sets("run.epochs=0", "run.initial_collect_steps=30", "run.collect_steps=20", *extra))
+        assert r.returncode == 0, r.stderr
+        line = json.loads((d / "metrics.jsonl").read_text())
+        store = Store.open(d / "store")
+        rew = np.concatenate([store.read_episode(p, frames=False).rew for p in store.episode_paths()])
+        assert line["env_steps"] == len(rew) and json.loads((d / "state.json").read_text())["initial_steps"] == len(rew)
+        return len(rew), rare_reward_steps(rew)
+
+    # MinAtar Breakout at random: a reward every ~25 steps. 30 steps rarely hold 4.
+    steps, rare = epoch0("four", "run.initial_collect_min_rewards=4", "run.initial_collect_max_steps=10000")
+    assert rare >= 4 and steps > 30 and (steps - 30) % 20 == 0
+    # Later epochs count from what epoch 0 collected: epoch 2 adds collect_steps to it.
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(tmp_path / "later"),
+                  *sets("run.epochs=2", "run.initial_collect_steps=30", "run.collect_steps=20", "train_wm.steps=2",
+                        "train_agent.steps=2", "run.initial_collect_min_rewards=4", "run.initial_collect_max_steps=10000"))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in (tmp_path / "later" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["env_steps"] for x in lines] == [steps, steps, steps + 20]
+    steps, rare = epoch0("capped", "run.initial_collect_min_rewards=1000", "run.initial_collect_max_steps=95")
+    assert steps == 95 and rare < 1000  # 30, then 20, 20, 20 and the 5 left under the cap
+    steps, _ = epoch0("off", "run.initial_collect_min_rewards=0")
+    assert steps == 30
 
 
 def test_run_bad_inputs(tmp_path):

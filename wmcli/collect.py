@@ -116,6 +116,14 @@ class Collector:
             return 0
         return sum(len(b) for i, b in enumerate(self.builders) if not self.restarting[i])
 
+    @property
+    def pending_rewards(self) -> np.ndarray:
+        """Rewards of the steps in `pending_steps`."""
+        if self.venv is None:
+            return np.zeros(0, dtype=np.float32)
+        rews = [b.steps["rew"] for i, b in enumerate(self.builders) if not self.restarting[i]]
+        return np.array([r for rew in rews for r in rew], dtype=np.float32)
+
     def set_policy(self, policy) -> None:
         """Play on with another policy (its memory starts fresh in every env)."""
         self.policy = policy

@@ -8,7 +8,8 @@
     DIR/state.json            the last finished epoch (written atomically)
     DIR/videos/               the first evaluation episode of each evaluation
 
-Epoch 0 collects `run.initial_collect_steps` steps with the random policy. Each epoch e >= 1
+Epoch 0 collects `run.initial_collect_steps` steps with the random policy, and more while few
+rewards have been seen (DIAMOND's rule: RunConfig.initial_collect_min_rewards). Each epoch e >= 1
 then collects `run.collect_steps` steps with the current agent (epsilon-greedy; from epoch 2
 on, epoch 1 trains on the initial data), trains the world model and the agent up to their
 cumulative step targets (first epoch: the `train_wm.steps` / `train_agent.steps` of the recipe,
@@ -43,6 +44,11 @@ class RunConfig:
 
     initial_collect_steps: int = 5000
     """Random-policy steps before the first epoch (DIAMOND: at least 5,000)."""
+    initial_collect_min_rewards: int = 10
+    """Then more random play, collect_steps at a time, until the steps of the two rarer reward signs
+    number this many (DIAMOND: 10); 0: never."""
+    initial_collect_max_steps: int = 10_000
+    """...but no more than this many random steps in all (DIAMOND: 10,000)."""
     epochs: int = 1000
     """Training epochs (DIAMOND: 1,000 with a 5,000-step initial collection)."""
     collect_steps: int = 100
@@ -84,6 +90,18 @@ def _write_json(path: Path, obj) -> None:
 
 def _store_steps(store) -> int:
     return sum(store.episode_length(p) for p in store.episode_paths())
+
+
+def rare_reward_steps(rewards: np.ndarray) -> int:
+    """Steps whose reward sign (-1, 0, +1) is not the most common one: the two rarer classes."""
+    counts = np.bincount(np.sign(rewards).astype(np.int64) + 1, minlength=3)
+    return int(counts.sum() - counts.max())
+
+
+def _collected_rewards(store, collector) -> np.ndarray:
+    """Every reward played so far: the store's episodes and those under way."""
+    stored = [store.read_episode(p, frames=False).rew for p in store.episode_paths()]
+    return np.concatenate([*stored, collector.pending_rewards]) if stored else collector.pending_rewards
 
 
 def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
@@ -136,7 +154,8 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
         for epoch in range(state["epoch_done"] + 1, cfg.epochs + 1):
             line: dict = {"epoch": epoch}
             # Collect up to this epoch's target: idempotent, so a resumed epoch tops up.
-            target = cfg.initial_collect_steps + max(0, min(epoch, cfg.collect_epochs) - 1) * cfg.collect_steps
+            initial = state.get("initial_steps", cfg.initial_collect_steps)  # what epoch 0 collected
+            target = initial + max(0, min(epoch, cfg.collect_epochs) - 1) * cfg.collect_steps
             have = _store_steps(store) + collector.pending_steps
             if have < target:
                 if epoch >= 2:
@@ -147,8 +166,18 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
                 collector.play(target - have)
                 if collector.interrupted:
                     raise KeyboardInterrupt
-                if epoch == 0:  # the random pieces end here; agent play starts in fresh games
-                    collector.close()
+            if epoch == 0:
+                # DIAMOND: random play goes on, collect_steps at a time, until rewards have been seen.
+                have = _store_steps(store) + collector.pending_steps
+                while (have < cfg.initial_collect_max_steps and
+                       rare_reward_steps(_collected_rewards(store, collector)) < cfg.initial_collect_min_rewards):
+                    more = min(cfg.collect_steps, cfg.initial_collect_max_steps - have)
+                    say(Event(epoch, "collect", f"{more} more steps: few rewards so far"))
+                    collector.play(more)
+                    if collector.interrupted:
+                        raise KeyboardInterrupt
+                    have += more
+                collector.close()  # the random pieces end here; agent play starts in fresh games
             line["env_steps"] = _store_steps(store) + collector.pending_steps  # played so far
             if epoch >= 1:
                 wm_target = recipe.train_wm.steps + (epoch - 1) * cfg.wm_steps
@@ -173,7 +202,7 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
             if rt.is_main:
                 with open(metrics, "a") as f:
                     f.write(json.dumps(line) + "\n")
-                state = {"epoch_done": epoch}
+                state = {"epoch_done": epoch, "initial_steps": line["env_steps"] if epoch == 0 else initial}
                 _write_json(state_path, state)
     finally:
         collector.close()
