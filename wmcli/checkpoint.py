@@ -64,5 +64,17 @@ def load_checkpoint(path: str | os.PathLike, kind: str) -> dict:
     return ckpt
 
 
+def checkpoint_to_resume(out: Path, kind: str, resume: bool, overwrite: bool) -> dict | None:
+    """What a training continues from: `out`'s checkpoint with --resume, else None (a fresh start).
+    Refuses to replace an existing `out` without --resume or --overwrite, and --resume without it."""
+    if out.exists() and not (resume or overwrite):
+        raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
+    if not resume:
+        return None
+    if not out.exists():
+        raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
+    return load_checkpoint(out, kind)
+
+
 def _maker(kind: str) -> str:
     return {"world_model": "train-wm", "agent": "train-agent"}[kind]

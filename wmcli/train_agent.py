@@ -129,7 +129,7 @@ def train_agent(
     starting from the store's episodes (default: the store the world model was trained on)."""
     from wmcli.actor_critic import ActorCritic
     from wmcli.buffer import EpisodeBuffer
-    from wmcli.checkpoint import load_checkpoint, save_checkpoint
+    from wmcli.checkpoint import checkpoint_to_resume, save_checkpoint
     from wmcli.recipe import check_resume_recipe
     from wmcli.store import Store
     from wmcli.world_model import load_world_model
@@ -150,13 +150,8 @@ def train_agent(
     # The agent plays what the world model dreams: its env and denoiser/sampler/reward sections.
     recipe = replace(recipe, env=wm.recipe.env, denoiser=wm.recipe.denoiser, reward_end=wm.recipe.reward_end,
                      train_wm=wm.recipe.train_wm)
-    ckpt = None
-    if out.exists() and not (resume or overwrite):
-        raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
-    if resume:
-        if not out.exists():
-            raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
-        ckpt = load_checkpoint(out, "agent")
+    ckpt = checkpoint_to_resume(out, "agent", resume, overwrite)
+    if ckpt is not None:
         check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("actor_critic", "sampler", "train_agent"),
                             "train_agent", RESUMABLE_KEYS)
     buf = EpisodeBuffer(store)

@@ -226,7 +226,7 @@ def train_world_model(
     max_seconds: stop (validate, save) after the first step past this wall-clock budget.
     """
     from wmcli.buffer import EpisodeBuffer
-    from wmcli.checkpoint import load_checkpoint, save_checkpoint
+    from wmcli.checkpoint import checkpoint_to_resume, save_checkpoint
     from wmcli.env import EnvConfig
     from wmcli.recipe import check_resume_recipe
     from wmcli.store import Store
@@ -242,13 +242,8 @@ def train_world_model(
         )
     protocol = {k: v for k, v in env["protocol"].items() if k in EnvConfig.__dataclass_fields__}
     recipe = replace(recipe, env=EnvConfig(game=env["name"], **protocol))
-    ckpt = None
-    if out.exists() and not (resume or overwrite):
-        raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
-    if resume:
-        if not out.exists():
-            raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
-        ckpt = load_checkpoint(out, "world_model")
+    ckpt = checkpoint_to_resume(out, "world_model", resume, overwrite)
+    if ckpt is not None:
         check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("env", "denoiser", "reward_end", "sampler", "train_wm"),
                             "train_wm", RESUMABLE_KEYS)
 
