@@ -554,8 +554,8 @@ def imagine(
     episode: Annotated[int, typer.Option(help="With --store: the episode (0 = oldest, -1 = newest).")] = 0,
     start: Annotated[int, typer.Option(min=0, help="With --store: the first context frame in the episode.")] = 0,
     compare: Annotated[
-        bool, typer.Option("--compare", help="With --store: real | imagined side by side under the real actions; "
-                                             "per-step PSNR in the summary.")
+        bool, typer.Option("--compare", help="With --store: real | imagined side by side (in a .png, real above "
+                                             "imagined) under the real actions; per-step PSNR in the summary.")
     ] = False,
     batch: Annotated[int, typer.Option(min=1, help="Rollouts at once, shown in a grid (or one file each with {i} in -o).")] = 1,
     scale: Annotated[int, typer.Option(min=1, help="Nearest-neighbour upscaling of the written frames.")] = 4,
