@@ -52,7 +52,6 @@ class VideoSet:
 
     path: Path
     kind: str  # "store", "folder", "npz" or "video"
-    names: list[str]
     loaders: list[Callable[[], np.ndarray]]
 
     def __len__(self) -> int:
@@ -70,17 +69,13 @@ def open_videos(path: str | Path) -> VideoSet:
 
     name, colon, key = str(path).rpartition(":")
     if colon and name.lower().endswith(".npz") and key and not Path(path).exists():
-        arr = read_npz_videos(Path(name), key)
-        return VideoSet(Path(path), "npz", [f"{Path(name).name}:{key}[{j}]" for j in range(len(arr))],
-                        [partial(getitem, arr, j) for j in range(len(arr))])
+        return VideoSet(Path(path), "npz", _rows(read_npz_videos(Path(name), key)))
     path = Path(path)
     if not path.exists():
-        raise WmcliError(f"{path} does not exist; pass a folder of .mp4/.gif/.npz videos, one such file, or a store")
+        raise _missing(path)
     if path.is_dir() and (path / META_NAME).is_file():  # a store: one video per episode
         store = Store.open(path)
-        episodes = store.episode_paths()
-        loaders = [partial(_episode_frames, store, p) for p in episodes]
-        return VideoSet(path, "store", [p.name for p in episodes], loaders)
+        return VideoSet(path, "store", [partial(_episode_frames, store, p) for p in store.episode_paths()])
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_INPUTS and not p.name.startswith("."))
         kind = "folder"
@@ -88,18 +83,21 @@ def open_videos(path: str | Path) -> VideoSet:
         files, kind = [path], ("npz" if path.suffix.lower() == ".npz" else "video")
     else:
         raise WmcliError(f"cannot read videos from {path}: pass a folder, a store, or a .mp4, .gif or .npz file")
-    names, loaders = [], []
+    loaders = []
     for f in files:
-        if f.suffix.lower() == ".npz":
-            arr = read_npz_videos(f)
-            names += [f"{f.name}[{j}]" for j in range(len(arr))]
-            loaders += [partial(getitem, arr, j) for j in range(len(arr))]
-        else:
-            names.append(f.name)
-            loaders.append(partial(read_video, f))
+        loaders += _rows(read_npz_videos(f)) if f.suffix.lower() == ".npz" else [partial(read_video, f)]
     if not loaders:
         raise WmcliError(f"{path} holds no videos (.mp4, .gif or .npz files, or store episodes)")
-    return VideoSet(path, kind, names, loaders)
+    return VideoSet(path, kind, loaders)
+
+
+def _missing(path: Path) -> WmcliError:
+    return WmcliError(f"{path} does not exist; pass a folder of .mp4/.gif/.npz videos, one such file, or a store")
+
+
+def _rows(arr: np.ndarray) -> list[Callable[[], np.ndarray]]:
+    """A loader per video of an (N, T, H, W, 3) array."""
+    return [partial(getitem, arr, j) for j in range(len(arr))]
 
 
 def _episode_frames(store, path: Path) -> np.ndarray:
@@ -110,7 +108,7 @@ def read_npz_videos(path: Path, key: str | None = None) -> np.ndarray:
     """The videos of an .npz: its array `key`, else `videos` (or its only array), uint8 (N, T, H, W, 3)
     or (T, H, W, 3)."""
     if not path.is_file():
-        raise WmcliError(f"{path} does not exist; pass a folder of .mp4/.gif/.npz videos, one such file, or a store")
+        raise _missing(path)
     try:
         with np.load(path) as z:
             keys = list(z.files)

@@ -90,7 +90,6 @@ class Mixed(nn.Module):
         self.b2b = Unit3D(w2a, w2b, (3, 3, 3))
         self.b3a = MaxPoolSame((3, 3, 3), (1, 1, 1))
         self.b3b = Unit3D(c_in, w3)
-        self.out_channels = w0 + w1b + w2b + w3
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
