@@ -2,12 +2,12 @@
 
 Variants, run side by side in one process:
   raw      the vector env stepped with random actions, nothing kept (the emulator's ceiling)
-  collect  wmcli.collect.collect() into a fresh temporary store (episode bookkeeping, gzip'd
+  collect  wmcli.data.collect.collect() into a fresh temporary store (episode bookkeeping, gzip'd
            HDF5 writes, one fsync per episode) -- what `wmcli collect` does
 each with 1 and 2 envs, plus (unless --no-unpinned) both with 2 envs whose ALE worker threads
 are left unpinned (ale-py's thread_affinity_offset=-1). wmcli pins worker thread i to core i
-when it can (wmcli.env._pinning_offset); the unpinned variants swap in a vector env built like
-wmcli.env's with that one setting changed, to show what pinning buys.
+when it can (wmcli.data.env._pinning_offset); the unpinned variants swap in a vector env built like
+wmcli.data.env's with that one setting changed, to show what pinning buys.
 
 The variants are interleaved (the order rotates every repeat) so that load from other
 processes on a shared machine hits all of them alike; the report gives the median over
@@ -39,10 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter, finish, machine_info, median, print_machine, print_table, spread, wait_for_quiet  # noqa: E402
 
-import wmcli.collect  # noqa: E402
-from wmcli.collect import collect  # noqa: E402
-from wmcli.env import EnvConfig, make_spec, make_vector_env  # noqa: E402
-from wmcli.store import EpisodeWriter, Store  # noqa: E402
+import wmcli.data.collect  # noqa: E402
+from wmcli.data.collect import collect  # noqa: E402
+from wmcli.data.env import EnvConfig, make_spec, make_vector_env  # noqa: E402
+from wmcli.data.store import EpisodeWriter, Store  # noqa: E402
 
 
 class _TimedWriter(EpisodeWriter):
@@ -84,12 +84,12 @@ def _collect_with_unpinned_env(unpinned: bool):
     if not unpinned:
         yield
         return
-    original = wmcli.collect.make_vector_env
-    wmcli.collect.make_vector_env = lambda spec, n: make_vector_env(spec, n, pin_threads=False)
+    original = wmcli.data.collect.make_vector_env
+    wmcli.data.collect.make_vector_env = lambda spec, n: make_vector_env(spec, n, pin_threads=False)
     try:
         yield
     finally:
-        wmcli.collect.make_vector_env = original
+        wmcli.data.collect.make_vector_env = original
 
 
 # ---- the runs ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ matmul peak, side by side for a few ways of running the detector.
 One clip is 16 frames at 224x224 (the FVD convention). Variants, interleaved over --repeats
 rounds on the same random-init I3D (weights do not change the cost):
 - contiguous NCDHW (PyTorch's default) at batch 1, 4 and 8 (`wmcli fvd --batch-size`);
-- channels_last_3d (NDHWC) at batch 1 and 8: what `wmcli fvd` uses on the CPU (wmcli.i3d.Detector).
+- channels_last_3d (NDHWC) at batch 1 and 8: what `wmcli fvd` uses on the CPU (wmcli.outputs.i3d.Detector).
 Also timed: `prepare_clips`, the bilinear resize of 16 Atari frames (64x64 -> 224x224) and the
 scaling to [-1, 1], per clip; and the Fréchet distance itself for 2,048 clips of 400 features.
 FLOPs are counted by torch.utils.flop_counter; the peak is a 2048x2048 fp32 matmul in the same
@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import count_flops, finish, machine_info, median, peak_gflops, print_machine, print_table, spread  # noqa: E402
 
-from wmcli.frechet import frechet_distance_of_features  # noqa: E402
-from wmcli.fvd import prepare_clips  # noqa: E402
-from wmcli.i3d import InceptionI3d  # noqa: E402
-from wmcli.runtime import keep_large_allocations_on_heap  # noqa: E402
+from wmcli.outputs.frechet import frechet_distance_of_features  # noqa: E402
+from wmcli.outputs.fvd import prepare_clips  # noqa: E402
+from wmcli.outputs.i3d import InceptionI3d  # noqa: E402
+from wmcli.base.runtime import keep_large_allocations_on_heap  # noqa: E402
 
 VARIANTS = [("contiguous", 1), ("contiguous", 4), ("contiguous", 8), ("channels_last_3d", 1), ("channels_last_3d", 8)]
 DEFAULT = ("channels_last_3d", 8)  # wmcli fvd on the CPU

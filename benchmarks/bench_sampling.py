@@ -40,10 +40,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter, finish, machine_info, median, print_machine, print_table, spread  # noqa: E402
 
-from wmcli.buffer import EpisodeBuffer  # noqa: E402
-from wmcli.collect import collect  # noqa: E402
-from wmcli.env import EnvConfig, make_spec  # noqa: E402
-from wmcli.store import Store, summarize  # noqa: E402
+from wmcli.data.buffer import EpisodeBuffer  # noqa: E402
+from wmcli.data.collect import collect  # noqa: E402
+from wmcli.data.env import EnvConfig, make_spec  # noqa: E402
+from wmcli.data.store import Store, summarize  # noqa: E402
 
 # (batch, seq_len, pad_before, pad_after): denoiser segments with 3 frames of padding allowed
 # before an episode's start; DIAMOND's 4 conditioning + 1 target + 1 frames; reward/end model
@@ -124,7 +124,7 @@ def load_presized(path: Path):
         with h5py.File(p, "r", locking=False) as f:
             lengths.append(f["obs"].shape[0])
     total = sum(lengths)
-    obs = np.empty((total, *store.env["frame_shape"]), dtype=np.uint8)
+    obs = np.empty((total, *store.spec.frame_shape), dtype=np.uint8)
     steps = {k: np.zeros(total, dtype=np.int64 if k == "act" else np.float32) for k in ("act", "rew")}
     s = 0
     for p, n in zip(paths, lengths):

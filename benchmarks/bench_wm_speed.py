@@ -12,7 +12,7 @@ torch.mm measured in the same run. Medians are reported.
     python benchmarks/bench_wm_speed.py --compile --bf16      # add torch.compile and bf16 autocast
     python benchmarks/bench_wm_speed.py --compare-malloc      # glibc's default allocator vs wmcli's heap setting
 
-The process uses wmcli's CPU allocator setting (wmcli.runtime.keep_large_allocations_on_heap),
+The process uses wmcli's CPU allocator setting (wmcli.base.runtime.keep_large_allocations_on_heap),
 as `wmcli train-wm` does, unless WMCLI_MALLOC=default. --compare-malloc runs the channels_last
 variant in fresh child processes, alternating the two settings, since an allocator cannot be
 switched back and forth inside one process.
@@ -37,10 +37,10 @@ from _common import count_flops, peak_gflops  # noqa: E402
 
 
 def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4):
-    from wmcli.denoiser import Denoiser
-    from wmcli.recipe import load_recipe
-    from wmcli.sampler import sample_next_obs
-    from wmcli.train_wm import DenoiserLoss
+    from wmcli.models.denoiser import Denoiser
+    from wmcli.base.recipe import load_recipe
+    from wmcli.models.sampler import sample_next_obs
+    from wmcli.world.batches import DenoiserLoss
 
     recipe = load_recipe("atari100k")
     torch.manual_seed(0)
@@ -144,7 +144,7 @@ def main() -> None:
     if args.compare_malloc:
         compare_malloc(args)
         return
-    from wmcli.runtime import keep_large_allocations_on_heap
+    from wmcli.base.runtime import keep_large_allocations_on_heap
 
     heap = keep_large_allocations_on_heap()
     if args.child:

@@ -2,7 +2,7 @@
 
 1. Collect ~20k frames of random-policy play into a store (cached between runs).
 2. Train a recipe (default: tiny) for at most --minutes on this machine.
-3. On held-out episodes (wmcli.world_model.evaluate_world_model, as `wmcli eval wm.pt --store`):
+3. On held-out episodes (wmcli.world.world_model.evaluate_world_model, as `wmcli eval wm.pt --store`):
    the next frame at 1 step, and 15-step rollouts under the real actions, each against the
    copy-last-frame baseline (PSNR of the MSE pooled over all compared frames: a copied frame
    is often exact, so per-frame PSNR would be infinite); reward and end precision/recall/F1
@@ -41,13 +41,16 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from wmcli.collect import collect
-    from wmcli.env import EnvConfig, make_spec
-    from wmcli.recipe import load_recipe
-    from wmcli.store import Store
-    from wmcli.runtime import make_runtime
-    from wmcli.train_wm import train_world_model
-    from wmcli.world_model import evaluate_world_model, load_world_model
+    from wmcli.data.collect import collect
+    from wmcli.data.env import EnvConfig, make_spec
+    from wmcli.base.recipe import load_recipe
+    from wmcli.data.store import Store
+    from wmcli.base.runtime import make_runtime
+    from wmcli.training.train_wm import train_world_model
+    from wmcli.data.buffer import EpisodeBuffer
+    from wmcli.data.store import split_episodes
+    from wmcli.world.measure import evaluate_world_model
+    from wmcli.world.world_model import load_world_model
 
     store_path = Path(args.store or f"/tmp/wmcli-quality/{args.game}-{args.frames}")
     out = Path(args.out)
@@ -68,13 +71,15 @@ def main() -> None:
             recipe, store_path, out, rt, resume=args.resume, overwrite=not args.resume,
             max_seconds=args.minutes * 60,
             on_progress=lambda r: print(
-                f"step {r.step}: " + " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k != "step"),
+                f"step {r.done}: " + " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k != "step"),
                 file=sys.stderr),
         )
         train_summary["wall_minutes"] = (time.time() - t0) / 60
 
     wm = load_world_model(out)
-    ev = evaluate_world_model(wm, store, segments=args.segments, horizon=args.horizon, seed=1234)
+    held_out = split_episodes(store.episode_paths(), wm.recipe.train_wm.val_fraction)[1]
+    ev = evaluate_world_model(wm, EpisodeBuffer(store, episodes=held_out), segments=args.segments, horizon=args.horizon,
+                              seed=1234)
     result = {
         "game": args.game, "store": str(store_path), "checkpoint": str(out),
         "recipe": args.recipe, "overrides": args.set, "trained_steps": wm.step, "train": train_summary, **ev,

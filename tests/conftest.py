@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from wmcli.collect import collect
-from wmcli.env import EnvConfig, make_spec
-from wmcli.store import Store
+from wmcli.data.collect import collect
+from wmcli.data.env import EnvConfig, make_spec
+from wmcli.data.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,9 +54,9 @@ def breakout_store(tmp_path_factory, breakout_spec):
 @pytest.fixture(scope="session")
 def micro_wm(tmp_path_factory, breakout_store):
     """A micro world model trained 4 steps on breakout_store (its checkpoint path). Read-only."""
-    from wmcli.recipe import load_recipe
-    from wmcli.runtime import make_runtime
-    from wmcli.train_wm import train_world_model
+    from wmcli.base.recipe import load_recipe
+    from wmcli.base.runtime import make_runtime
+    from wmcli.training.train_wm import train_world_model
 
     out = tmp_path_factory.mktemp("models") / "wm.pt"
     recipe = load_recipe("tiny", [*MICRO, "train_wm.steps=4", "train_wm.val_every=1000"])
@@ -80,7 +80,7 @@ def popen_wmcli(*args: str) -> subprocess.Popen:
 
 def random_episode(T: int, shape=(64, 64, 3), seed: int = 0, end: bool = True):
     """A synthetic episode (for store unit tests that need exact contents)."""
-    from wmcli.store import Episode
+    from wmcli.data.store import Episode
 
     rng = np.random.default_rng(seed)
     e = np.zeros(T, dtype=bool)

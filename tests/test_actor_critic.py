@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wmcli.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, lambda_returns
+from wmcli.models.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, lambda_returns
 
 
 def test_diamond_sized_agent():

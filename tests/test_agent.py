@@ -12,13 +12,13 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import MICRO, run_wmcli
-from wmcli.actor_critic import ActorCriticConfig, actor_critic_loss
-from wmcli.buffer import EpisodeBuffer
-from wmcli.checkpoint import load_checkpoint
+from wmcli.models.actor_critic import ActorCriticConfig, actor_critic_loss
+from wmcli.data.buffer import EpisodeBuffer
+from wmcli.base.checkpoint import load_checkpoint
 from wmcli.cli import app
-from wmcli.store import Store
-from wmcli.world_model import load_world_model
-from wmcli.world_model_env import WorldModelEnv, WorldModelGymEnv, WorldModelVectorEnv
+from wmcli.data.store import Store
+from wmcli.world.world_model import load_world_model
+from wmcli.world.imagination import WorldModelEnv, WorldModelGymEnv, WorldModelVectorEnv
 
 runner = CliRunner()
 
@@ -28,7 +28,8 @@ def sets(*extra: str) -> list[str]:
 
 
 def make_env(micro_wm, breakout_store, B=3, horizon=4, seed=0) -> WorldModelEnv:
-    return WorldModelEnv(load_world_model(micro_wm), EpisodeBuffer(breakout_store), B, horizon, seed=seed)
+    wm = load_world_model(micro_wm)
+    return WorldModelEnv(wm, EpisodeBuffer(breakout_store).contexts(wm.num_context), B, horizon, seed=seed)
 
 
 def dream(env: WorldModelEnv, steps: int, actions=None):
@@ -89,14 +90,14 @@ def test_inactive_envs_keep_their_state_and_reset_touches_only_masked(micro_wm, 
 def test_gymnasium_checks_pass(micro_wm, breakout_store):
     from gymnasium.utils.env_checker import check_env
 
-    env = WorldModelGymEnv(micro_wm, breakout_store.path, horizon=3)
+    env = WorldModelGymEnv(load_world_model(micro_wm), EpisodeBuffer(breakout_store).contexts(4), horizon=3)
     check_env(env, skip_render_check=True)  # spaces, seeding determinism, step determinism, API
     obs, _ = env.reset(seed=1)
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
 
 
 def test_vector_env_autoresets_on_the_next_step(micro_wm, breakout_store):
-    venv = WorldModelVectorEnv(micro_wm, breakout_store.path, num_envs=2, horizon=2)
+    venv = WorldModelVectorEnv(load_world_model(micro_wm), EpisodeBuffer(breakout_store).contexts(4), num_envs=2, horizon=2)
     assert isinstance(venv, gym.vector.VectorEnv)
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (2, 64, 64, 3) and venv.observation_space.contains(obs)
@@ -179,7 +180,7 @@ def test_collect_with_an_agent(micro_wm, tmp_path):
     out = json.loads(r.stdout)
     assert out["env_steps"] == 60 and out["policy"].startswith("agent:agent.pt")
     store = Store.open(st)
-    assert store.env["name"] == "Breakout"  # the agent's game, without --env
+    assert store.spec.name == "Breakout"  # the agent's game, without --env
     ep = store.read_episode(store.episode_paths()[0])
     assert ep.attrs["policy"].startswith("agent:")
     # Same seed, same actions.
@@ -222,9 +223,9 @@ def test_recency_weights_reach_the_dream_contexts_and_training_batches(micro_wm,
     """train_agent.sample_weights reaches WorldModelEnv's contexts, and train_wm.sample_weights the
     denoiser and reward/end batches: with all weight on the newest chunk, only its episodes appear."""
     from conftest import random_episode
-    from wmcli.recipe import load_recipe
-    from wmcli.runtime import make_runtime
-    from wmcli.train_wm import denoiser_batch, rew_end_batch
+    from wmcli.base.recipe import load_recipe
+    from wmcli.base.runtime import make_runtime
+    from wmcli.world.batches import denoiser_batch, rew_end_batch
 
     store = Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
     w = store.writer()
@@ -233,7 +234,7 @@ def test_recency_weights_reach_the_dream_contexts_and_training_batches(micro_wm,
         ep.obs[:] = 10 * i
         w.write(ep)
     buf, newest = EpisodeBuffer(store), {60, 70}
-    env = WorldModelEnv(load_world_model(micro_wm), buf, 16, 4, seed=0, sample_weights=(0, 0, 0, 1))
+    env = WorldModelEnv(load_world_model(micro_wm), buf.contexts(4, (0, 0, 0, 1)), 16, 4, seed=0)
     _, info = env.reset()
     values = np.rint((info["context_obs"][:, :, 0, 0, 0].numpy() + 1) * 127.5).astype(int)
     assert set(values.ravel()) <= newest and len(set(values.ravel())) == 2

@@ -150,7 +150,7 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path, num_envs):
     import time
 
     from conftest import popen_wmcli
-    from wmcli.store import Store
+    from wmcli.data.store import Store
 
     path = tmp_path / "s"
     proc = popen_wmcli("collect", "--env", "Breakout", "--env-steps", "1000000", "--store", str(path), "--num-envs", num_envs)

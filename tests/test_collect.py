@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import popen_wmcli, run_wmcli
-from wmcli.buffer import EpisodeBuffer
-from wmcli.collect import collect
-from wmcli.env import EnvConfig, make_spec
-from wmcli.store import Store, summarize
+from wmcli.data.buffer import EpisodeBuffer
+from wmcli.data.collect import collect
+from wmcli.data.env import EnvConfig, make_spec
+from wmcli.data.store import Store, summarize
 
 
 def _episodes(store):
@@ -135,7 +135,7 @@ def test_two_writers_at_once(tmp_path):
 
 
 def test_collector_keeps_episodes_whole_across_calls(tmp_path, breakout_spec):
-    from wmcli.collect import Collector
+    from wmcli.data.collect import Collector
 
     store = Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
     c = Collector(breakout_spec, store, num_envs=1, seed=0)
@@ -153,7 +153,7 @@ def test_collector_keeps_episodes_whole_across_calls(tmp_path, breakout_spec):
 
 
 def test_collector_with_two_envs_ending_inside_a_vector_step(tmp_path, breakout_spec):
-    from wmcli.collect import Collector
+    from wmcli.data.collect import Collector
 
     store = Store.create_or_open(tmp_path / "s", breakout_spec.to_dict())
     c = Collector(breakout_spec, store, num_envs=2, seed=1)

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from wmcli.denoiser import Denoiser, DenoiserConfig, ddpm_alphas_cumprod
-from wmcli.errors import WmcliError
-from wmcli.nets import UNetConfig
-from wmcli.sampler import (
+from wmcli.models.denoiser import Denoiser, DenoiserConfig, ddpm_alphas_cumprod
+from wmcli.base.errors import WmcliError
+from wmcli.models.nets import UNetConfig
+from wmcli.models.sampler import (
     SamplerConfig,
     ddim_timesteps,
     karras_sigmas,

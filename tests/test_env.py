@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from wmcli.env import AreaResize, EnvConfig, make_env, make_spec, make_vector_env, resolve_game
-from wmcli.errors import WmcliError
+from wmcli.data.env import AreaResize, EnvConfig, make_env, make_spec, make_vector_env, resolve_game
+from wmcli.base.errors import WmcliError
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from conftest import MICRO, run_wmcli
 from wmcli.cli import app
-from wmcli.env import EnvConfig, make_spec
-from wmcli.evaluate import ATARI_100K, HUMAN_RANDOM, evaluate_policy, human_normalized
+from wmcli.data.env import EnvConfig, make_spec
+from wmcli.outputs.evaluate import ATARI_100K, HUMAN_RANDOM, evaluate_policy, human_normalized
 
 runner = CliRunner()
 
@@ -78,7 +78,7 @@ def test_first_ctrl_c_reports_finished_episodes(breakout_spec):
     sent = []
 
     def interrupt(p):  # Ctrl-C once the first episode is in
-        if p.episodes >= 1 and not sent:
+        if p.done >= 1 and not sent:
             sent.append(True)
             os.kill(os.getpid(), signal.SIGINT)
 
@@ -115,9 +115,9 @@ def test_cli_bad_input_is_one_line(args, words):
 @pytest.fixture(scope="module")
 def agent_ckpt(tmp_path_factory):
     """An untrained micro agent (uniform policy) for Breakout with a 400-frame cap."""
-    from wmcli.actor_critic import ActorCritic
-    from wmcli.checkpoint import save_checkpoint
-    from wmcli.recipe import load_recipe
+    from wmcli.models.actor_critic import ActorCritic
+    from wmcli.base.checkpoint import save_checkpoint
+    from wmcli.base.recipe import load_recipe
 
     recipe = load_recipe("tiny", MICRO)
     spec = make_spec(EnvConfig(game="Breakout", max_episode_frames=400))
@@ -146,7 +146,8 @@ def test_cli_agent_for_another_action_count_is_refused(agent_ckpt):
     r = runner.invoke(app, ["eval", str(agent_ckpt), "--env", "Pong", "--episodes", "1"])
     assert r.exit_code == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "4 actions" in lines[0] and "Pong has 6" in lines[0]
+    assert len(lines) == 1 and "Breakout (64x64x3 frames, 4 actions)" in lines[0]
+    assert "Pong (64x64x3 frames, 6 actions)" in lines[0] and "use an agent trained on this game" in lines[0]
 
 
 def test_cli_wrong_kind_names_the_fix(micro_wm, agent_ckpt, breakout_store):
@@ -161,8 +162,8 @@ def test_cli_wrong_kind_names_the_fix(micro_wm, agent_ckpt, breakout_store):
 
 
 def test_cli_world_model_on_held_out_episodes(micro_wm, breakout_store):
-    from wmcli.checkpoint import load_checkpoint
-    from wmcli.train_wm import split_episodes
+    from wmcli.base.checkpoint import load_checkpoint
+    from wmcli.data.store import split_episodes
 
     r = runner.invoke(app, ["eval", str(micro_wm), "--store", str(breakout_store.path), "--segments", "4",
                             "--horizon", "3", "--json"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wmcli.frechet import frechet_distance, frechet_distance_of_features
+from wmcli.outputs.frechet import frechet_distance, frechet_distance_of_features
 
 
 def test_identical_sets_give_zero():

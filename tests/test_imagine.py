@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import MICRO
 from wmcli.cli import app
-from wmcli.env import EnvConfig, make_spec
-from wmcli.video import read_y4m, rgb_to_yuv444
+from wmcli.data.env import EnvConfig, make_spec
+from wmcli.outputs.video import read_y4m, rgb_to_yuv444
 
 runner = CliRunner()
 
@@ -28,9 +28,9 @@ def imagine(*args: str):
 @pytest.fixture(scope="module")
 def agent_ckpt(tmp_path_factory):
     """An untrained micro agent for Breakout (a real checkpoint, as train-agent writes it)."""
-    from wmcli.actor_critic import ActorCritic
-    from wmcli.checkpoint import save_checkpoint
-    from wmcli.recipe import load_recipe
+    from wmcli.models.actor_critic import ActorCritic
+    from wmcli.base.checkpoint import save_checkpoint
+    from wmcli.base.recipe import load_recipe
 
     recipe = load_recipe("tiny", MICRO)
     spec = make_spec(EnvConfig(game="Breakout"))
@@ -153,7 +153,7 @@ def test_agent_picks_actions_and_one_file_per_rollout(micro_wm, agent_ckpt, tmp_
 
 def test_context_frames_are_the_real_game(micro_wm, tmp_path):
     """The first frame streamed is the game's reset frame for the seed."""
-    from wmcli.env import make_env
+    from wmcli.data.env import make_env
 
     r = runner.invoke(app, ["imagine", str(micro_wm), "--horizon", "1", "--scale", "1", "-o", "-", "--seed", "7"])
     assert r.exit_code == 0, r.stderr

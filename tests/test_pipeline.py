@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import run_wmcli
-from wmcli.store import Store
+from wmcli.data.store import Store
 
 NETS = [
     "denoiser.unet.channels=[8,8]", "denoiser.unet.cond_channels=16", "denoiser.action_emb_dim=4",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wmcli.errors import WmcliError
-from wmcli.recipe import list_recipes, load_recipe, recipe_from_dict
+from wmcli.base.errors import WmcliError
+from wmcli.base.recipe import list_recipes, load_recipe, recipe_from_dict
 
 
 def test_shipped_recipes_load_and_round_trip():
@@ -63,7 +63,7 @@ def test_recipe_files(tmp_path):
 
 
 def test_base_recipe_is_overridden_key_by_key(tmp_path):
-    from wmcli.recipe import load_recipe
+    from wmcli.base.recipe import load_recipe
 
     child = tmp_path / "child.yaml"
     child.write_text("base: minatar\ntrain_wm:\n  steps: 7\nrun:\n  epochs: 3\n")
@@ -85,7 +85,7 @@ def test_base_recipe_is_overridden_key_by_key(tmp_path):
 
 
 def test_every_shipped_recipe_loads():
-    from wmcli.recipe import list_recipes, load_recipe
+    from wmcli.base.recipe import list_recipes, load_recipe
 
     assert {"tiny", "atari100k", "minatar", "quick"} <= set(list_recipes())
     for name in list_recipes():

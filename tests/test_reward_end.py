@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wmcli.reward_end import RewEndConfig, RewEndModel, precision_recall_f1
+from wmcli.models.reward_end import RewEndConfig, RewEndModel, precision_recall_f1
 
 TINY = RewEndConfig(channels=(8, 8), depths=(1, 1), cond_channels=8, lstm_dim=16, attn_head_dim=4)
 

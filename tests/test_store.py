@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import random_episode
-from wmcli.buffer import EpisodeBuffer, recency_weights
-from wmcli.env import EnvConfig, make_spec
-from wmcli.errors import WmcliError
-from wmcli.store import Store, summarize
+from wmcli.data.buffer import EpisodeBuffer, recency_weights
+from wmcli.data.env import EnvConfig, make_spec
+from wmcli.base.errors import WmcliError
+from wmcli.data.store import Store, summarize
 
 
 @pytest.fixture()

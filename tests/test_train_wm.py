@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import MICRO, popen_wmcli, run_wmcli
-from wmcli.checkpoint import load_checkpoint, save_checkpoint
+from wmcli.base.checkpoint import load_checkpoint, save_checkpoint
 from wmcli.cli import app
 
 runner = CliRunner()
@@ -99,8 +99,8 @@ def test_ddp_two_cpu_processes(breakout_store, tmp_path):
 
 def test_bad_inputs(breakout_store, tmp_path):
     # An empty store.
-    from wmcli.env import EnvConfig, make_spec
-    from wmcli.store import Store
+    from wmcli.data.env import EnvConfig, make_spec
+    from wmcli.data.store import Store
 
     empty = Store.create_or_open(tmp_path / "empty", make_spec(EnvConfig(game="Pong")).to_dict())
     r = train(empty.path, tmp_path / "a.pt", check=False)
@@ -174,14 +174,14 @@ def test_time_budget_stops_and_saves(breakout_store, tmp_path):
 def test_loaded_world_model_dreams_deterministically(breakout_store, tmp_path):
     import numpy as np
 
-    from wmcli.buffer import EpisodeBuffer
-    from wmcli.frames import to_float
-    from wmcli.world_model import load_world_model, rollout
+    from wmcli.data.buffer import EpisodeBuffer
+    from wmcli.base.frames import to_float
+    from wmcli.world.world_model import load_world_model, rollout
 
     out = tmp_path / "wm.pt"
     train(breakout_store.path, out, steps=2)
     wm = load_world_model(out)
-    assert wm.step == 2 and wm.env["name"] == "Breakout" and wm.num_context == 4
+    assert wm.step == 2 and wm.spec.name == "Breakout" and wm.num_context == 4
     seg = EpisodeBuffer(breakout_store).sample(np.random.default_rng(0), 3, 4 + 5)
     obs, act = to_float(torch.from_numpy(seg.obs)), torch.from_numpy(seg.act)
 
@@ -213,7 +213,7 @@ def test_resume_without_a_recipe_uses_the_checkpoints(breakout_store, tmp_path):
 def test_split_holds_out_at_least_one_episode(tmp_path):
     from pathlib import Path
 
-    from wmcli.train_wm import split_episodes
+    from wmcli.data.store import split_episodes
 
     paths = [Path(f"{i:020d}-abcd-000000.h5") for i in range(200)]
     train_p, val_p = split_episodes(paths, 0.1)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from wmcli.errors import WmcliError
-from wmcli.metrics import psnr, psnr_of_mse
-from wmcli.video import Y4MWriter, read_y4m, rgb_to_yuv444, tile, upscale, write_frames
+from wmcli.base.errors import WmcliError
+from wmcli.base.metrics import psnr, psnr_of_mse
+from wmcli.outputs.video import Y4MWriter, read_y4m, rgb_to_yuv444, tile, upscale, write_frames
 
 
 def frames(T=6, H=16, W=16, seed=0):

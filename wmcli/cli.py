@@ -1,23 +1,25 @@
 """The `wmcli` command line: each command parses its options, calls one library function, prints.
 
-Results go to stdout (`--json` for scripts), progress and logs to stderr. Exit codes:
-0 done, 1 bad input or a failure the message explains, 2 bad usage, 130 interrupted (what was
-finished is kept). Heavy imports (torch, h5py, ale-py) happen inside commands, so `--help` is instant.
+Every decision (which recipe, what a checkpoint is, which game and policy, seeds, default
+paths, table rows) is made in the library, where a Python user gets it too; console.py renders
+results, tables and progress. Results go to stdout (`--json` for scripts), progress and logs to
+stderr. Exit codes: 0 done, 1 bad input or a failure the message explains, 2 bad usage, 130
+interrupted (what was finished is kept). The library is imported inside each command (the one
+place in wmcli where imports are not at the top), so `wmcli --help` never loads torch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import secrets
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from wmcli import __version__
-from wmcli.errors import WmcliError
+from wmcli import __version__, console
+from wmcli.base.errors import WmcliError
 
 app = typer.Typer(
     name="wmcli",
@@ -28,6 +30,9 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Inspect trajectory stores.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+recipes_app = typer.Typer(help="The built-in recipes: list them, or print one as YAML to start your own from.",
+                          invoke_without_command=True)
+app.add_typer(recipes_app, name="recipes")
 
 
 def _version(value: bool) -> None:
@@ -51,29 +56,21 @@ def _user_errors():
     try:
         yield
     except WmcliError as e:
-        typer.echo(f"wmcli: error: {e}", err=True)
+        console.error(str(e))
         raise typer.Exit(code=e.exit_code) from None
 
 
-def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+def _minutes(m: float | None) -> float | None:
+    return m * 60 if m else None
 
 
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-# Options shared by the training commands.
+# Options shared by several commands.
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")]
-
-
-def default_store(game_name: str) -> Path:
-    return Path("runs") / game_name.replace(":", "-") / "store"
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
 @app.command()
@@ -97,7 +94,7 @@ def collect(
     sticky_prob: Annotated[float, typer.Option(help="Sticky-action probability (DIAMOND: 0, ALE v5: 0.25).")] = 0.0,
     mode: Annotated[Optional[int], typer.Option(help="ALE game mode.")] = None,
     difficulty: Annotated[Optional[int], typer.Option(help="ALE game difficulty.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Play a policy in a real game and append its episodes to a trajectory store.
 
@@ -105,111 +102,23 @@ def collect(
     episodes; running again appends. The same --seed gives the same episodes.
     """
     with _user_errors():
-        from wmcli.collect import collect as run_collect
-        from wmcli.store import Store, summarize
+        from wmcli.data.collect import collect_into_store
+        from wmcli.data.store import summary_rows
+        from wmcli.world.agent import game_and_policy
 
-        if seed is None:  # drawn here, so the agent's sampling is recorded by it too
-            seed = secrets.randbelow(2**31)
-        spec, player = _env_and_policy(env, policy, epsilon, seed, dict(
+        play = game_and_policy(env, policy, seed, epsilon, env_options=dict(
             frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty))
-        path = store if store is not None else default_store(spec.name)
-        st = Store.create_or_open(path, spec.to_dict())
-        with _progress(f"collect {spec.name}", env_steps, _describe_collect) as report:
-            result = run_collect(spec, st, env_steps, num_envs=num_envs, seed=seed, on_progress=report, policy=player)
-        result["store_summary"] = summarize(st)
+        with console.progress() as report:
+            result = collect_into_store(play.spec, play.policy, play.seed, store, env_steps, num_envs, report)
         if as_json:
-            _print_json(result)
+            console.print_json(result)
         else:
-            typer.echo(
-                f"collected {result['env_steps']} steps, {result['episodes_written']} episodes "
-                f"({result['env_steps_per_s']:.0f} steps/s) into {path}"
-            )
-            _print_summary(result["store_summary"])
+            console.say(f"collected {result['env_steps']} steps, {result['episodes_written']} episodes "
+                        f"({result['env_steps_per_s']:.0f} steps/s) into {result['store']}")
+            console.print_table(f"store {result['store']}", summary_rows(result["store_summary"]))
         if result["interrupted"]:
-            typer.echo("wmcli: interrupted; every finished episode is in the store", err=True)
+            console.note("interrupted; every finished episode is in the store")
             raise typer.Exit(code=130)
-
-
-def _env_and_policy(env: str | None, policy: str, epsilon: float, seed: int | None, env_options: dict,
-                    greedy: bool = False):
-    """The game to play and the policy to play it with (None = random, seeded by collect).
-
-    With an agent and no --env, the agent's own game and frame protocol; with --env, that game,
-    checked against the agent (action count, frame size)."""
-    import numpy as np
-
-    from wmcli.env import EnvConfig, make_spec, spec_from_dict
-    from wmcli.policy import AgentPolicy, load_agent
-
-    if policy == "random":
-        if env is None:
-            raise WmcliError("--env is required with --policy random (e.g. --env Breakout)")
-        return make_spec(EnvConfig(game=env, **env_options)), None
-    if not Path(policy).exists():
-        raise WmcliError(f"--policy {policy!r} is neither 'random' nor an existing agent checkpoint "
-                         f"(the file `wmcli train-agent -o` wrote)")
-    agent = load_agent(policy)
-    spec = spec_from_dict(agent.env) if env is None else make_spec(EnvConfig(game=env, **env_options))
-    agent.check_env(spec.to_dict())
-    return spec, AgentPolicy(agent, np.random.default_rng(seed), epsilon=epsilon, greedy=greedy)
-
-
-@contextlib.contextmanager
-def _progress(title: str, total: int, describe, enabled: bool = True):
-    """A rich progress bar on stderr, shown from the first report on (so set-up errors print
-    alone). Yields a callback; describe(report) gives (completed, info text)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not enabled:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}"))
-    bar = Progress(*columns, console=_stderr_console())
-    task = bar.add_task(title, total=total, info="")
-
-    def report(r) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        completed, info = describe(r)
-        bar.update(task, completed=completed, info=info)
-
-    try:
-        yield report
-    finally:
-        if bar.live.is_started:  # stopping a bar that never started prints an empty line
-            bar.stop()
-
-
-def _describe_collect(p) -> tuple[int, str]:
-    ret = f"{p.mean_return:.1f}" if p.mean_return is not None else "-"
-    return p.steps, f"{p.steps_per_s:.0f} steps/s  {p.episodes} episodes  mean return {ret}"
-
-
-def _describe_training(r) -> tuple[int, str]:
-    losses = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in r.metrics.items() if k.startswith("losses/"))
-    return r.step, f"{losses}  {r.samples_per_s:.1f} samples/s"
-
-
-def _print_summary(s: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    def fmt(x):
-        return "-" if x is None else (f"{x:.2f}" if isinstance(x, float) else str(x))
-
-    t = Table(title=f"store {s['store']}", show_header=False)
-    t.add_row("game", s["game"])
-    t.add_row("episodes", f"{s['episodes']} ({s['complete_episodes']} complete, {s['cut_episodes']} cut)")
-    t.add_row("steps / frames", f"{s['steps']} / {s['frames']}")
-    t.add_row("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}")
-    t.add_row("episode length", fmt(s["length_mean"]))
-    t.add_row("nonzero rewards / life losses", f"{s['nonzero_rewards']} / {s['life_losses']}")
-    t.add_row("actions", "  ".join(f"{k}:{v}" for k, v in s["action_histogram"].items()))
-    t.add_row("frames", "x".join(map(str, s["frame_shape"])) + " uint8")
-    t.add_row("protocol", ", ".join(f"{k}={v}" for k, v in s["protocol"].items()))
-    t.add_row("on disk", f"{s['disk_bytes'] / 1e6:.1f} MB")
-    Console(soft_wrap=False).print(t)
 
 
 @app.command("train-wm")
@@ -227,52 +136,37 @@ def train_wm(
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")] = None,
+    compile_: CompileOpt = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train the diffusion world model (denoiser + reward/end model) on a trajectory store.
 
-    Metrics go to <output>.metrics.jsonl, checkpoints to --output (atomically). Multi-GPU:
+    Metrics go to <output>.metrics.jsonl (and TensorBoard events to <output>.tensorboard/ when
+    tensorboard is installed), checkpoints to --output (atomically). Multi-GPU:
     torchrun --nproc-per-node N -m wmcli train-wm ...
     """
     with _user_errors():
-        from wmcli.recipe import load_recipe, recipe_from_dict
-        from wmcli.runtime import make_runtime
-        from wmcli.train_wm import train_world_model
+        from wmcli.base.checkpoint import recipe_for
+        from wmcli.base.runtime import make_runtime
+        from wmcli.data.store import store_for
+        from wmcli.training.train_wm import train_world_model
 
         overrides = list(set_ or []) + ([f"train_wm.steps={steps}"] if steps else [])
-        if resume and recipe is None and output.exists():  # continue with the checkpoint's own recipe
-            from wmcli.checkpoint import load_checkpoint
-
-            rec = recipe_from_dict(load_checkpoint(output, "world_model")["recipe"], overrides)
-        else:
-            rec = load_recipe(recipe or "tiny", overrides)
-        if store is None:
-            if env is None:
-                raise WmcliError("pass --store PATH (or --env GAME for runs/<game>/store)")
-            from wmcli.env import resolve_game
-
-            store = default_store(resolve_game(env)[1])
+        rec = recipe_for(recipe, overrides, inherit=((output, "world_model"),) if resume else ())
+        store_path = store_for(store, env)
         rt = make_runtime(device, precision, compile_)
-        with _progress("train-wm", rec.train_wm.steps, _describe_training, rt.is_main) as report:
-            result = train_world_model(rec, store, output, rt, resume=resume, overwrite=overwrite,
-                                       skip_bad=skip_bad, on_progress=report,
-                                       max_seconds=max_minutes * 60 if max_minutes else None)
+        with console.progress(rt.is_main) as report:
+            result = train_world_model(rec, store_path, output, rt, resume=resume, overwrite=overwrite,
+                                       skip_bad=skip_bad, on_progress=report, max_seconds=_minutes(max_minutes))
         if rt.is_main:
             if as_json:
-                _print_json(result)
+                console.print_json(result)
             else:
                 val = result["val"]
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
                          if val else "")
-                typer.echo(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
-
-
-def _describe_agent_training(r) -> tuple[int, str]:
-    m = r.metrics
-    return r.step, (f"loss {m['losses/total']:.4f}  dream return {m['dream/return']:.2f}  "
-                    f"entropy {m['charts/entropy']:.3f}  {r.frames_per_s:.0f} imagined frames/s")
+                console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
 
 
 @app.command("train-agent")
@@ -295,38 +189,33 @@ def train_agent(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the world model (default: on CUDA only).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train an actor-critic agent purely inside a world model's dreams.
 
     Each step dreams train_agent.batch_size games of train_agent.horizon steps from real
-    contexts. Metrics go to <output>.metrics.jsonl, checkpoints to --output (atomically).
+    contexts. Metrics go to <output>.metrics.jsonl (and TensorBoard events to
+    <output>.tensorboard/ when tensorboard is installed), checkpoints to --output (atomically).
     Multi-GPU: torchrun --nproc-per-node N -m wmcli train-agent ...
     """
     with _user_errors():
-        from wmcli.checkpoint import load_checkpoint
-        from wmcli.recipe import load_recipe, recipe_from_dict
-        from wmcli.runtime import make_runtime
-        from wmcli.train_agent import train_agent as run_train_agent
+        from wmcli.base.checkpoint import recipe_for
+        from wmcli.base.runtime import make_runtime
+        from wmcli.training.train_agent import train_agent as run_train_agent
 
         overrides = list(set_ or []) + ([f"train_agent.steps={steps}"] if steps else [])
-        if recipe is not None:
-            rec = load_recipe(recipe, overrides)
-        elif resume and output.exists():  # continue with the checkpoint's own recipe
-            rec = recipe_from_dict(load_checkpoint(output, "agent")["recipe"], overrides)
-        else:  # the recipe the world model was trained with (its actor_critic/train_agent sections)
-            rec = recipe_from_dict(load_checkpoint(world_model, "world_model")["recipe"], overrides)
+        inherit = ((output, "agent"),) if resume else ()
+        rec = recipe_for(recipe, overrides, inherit=(*inherit, (world_model, "world_model")))
         rt = make_runtime(device, precision, compile_)
-        with _progress("train-agent", rec.train_agent.steps, _describe_agent_training, rt.is_main) as report:
+        with console.progress(rt.is_main) as report:
             result = run_train_agent(rec, world_model, output, rt, store_path=store, resume=resume,
-                                     overwrite=overwrite, on_progress=report,
-                                     max_seconds=max_minutes * 60 if max_minutes else None)
+                                     overwrite=overwrite, on_progress=report, max_seconds=_minutes(max_minutes))
         if rt.is_main:
             if as_json:
-                _print_json(result)
+                console.print_json(result)
             else:
-                typer.echo(f"trained {result['steps']} agent steps into {result['checkpoint']} "
-                           f"({result['imagined_frames_per_s']:.0f} imagined frames/s)")
+                console.say(f"trained {result['steps']} agent steps into {result['checkpoint']} "
+                            f"({result['imagined_frames_per_s']:.0f} imagined frames/s)")
 
 
 @app.command("eval")
@@ -357,7 +246,7 @@ def eval_(
     ] = None,
     segments: Annotated[int, typer.Option(min=1, help="World model: segments for the loss and rollouts.")] = 128,
     horizon: Annotated[int, typer.Option(min=1, help="World model: rollout length in steps.")] = 15,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Score an agent (or the random policy) over whole games, or measure a world model.
 
@@ -368,83 +257,21 @@ def eval_(
     frame, reward and end precision/recall. Ctrl-C stops and reports the finished episodes (exit 130).
     """
     with _user_errors():
-        from wmcli.checkpoint import load_checkpoint
-        from wmcli.evaluate import evaluate_policy, policy_rows, world_model_rows
+        from wmcli.outputs.evaluate import evaluate_checkpoint, result_rows
 
-        def is_kind(path, kind: str) -> bool:  # asked only after loading it as the other kind failed
+        with console.progress() as report:
             try:
-                load_checkpoint(path, kind)
-                return True
-            except WmcliError:
-                return False
-
-        if store is not None:  # a world model on held-out episodes
-            from wmcli.store import Store
-            from wmcli.world_model import evaluate_world_model, load_world_model
-
-            if checkpoint is None:
-                raise WmcliError("--store measures a world model: pass its checkpoint (wmcli eval wm.pt --store PATH)")
-            try:
-                wm = load_world_model(checkpoint)
-            except WmcliError:
-                if is_kind(checkpoint, "agent"):
-                    raise WmcliError(f"{checkpoint} is an agent checkpoint: drop --store to play it in its game "
-                                     f"(--store is for world-model checkpoints)") from None
-                raise
-            try:
-                result = evaluate_world_model(wm, Store.open(store), segments=segments, horizon=horizon,
-                                              seed=0 if seed is None else seed)
+                result = evaluate_checkpoint(checkpoint, store, env, policy, episodes, num_envs, seed, mode, difficulty,
+                                             epsilon, greedy, video, segments, horizon, on_progress=report)
             except KeyboardInterrupt:
                 raise WmcliError("interrupted before the world model's evaluation finished", exit_code=130) from None
-            result = {"checkpoint": str(checkpoint), "store": str(store), "game": wm.env["name"], **result}
-            rows, title = world_model_rows(result), f"world model {checkpoint} on {store}"
-        else:  # a policy in the real game
-            if checkpoint is not None and policy != "random":
-                raise WmcliError("give the agent once: as CHECKPOINT or as --policy, not both")
-            if checkpoint is not None and not checkpoint.exists():
-                raise WmcliError(f"checkpoint {checkpoint} not found; pass the file that `wmcli train-agent -o` wrote "
-                                 f"(or --policy random --env GAME for the baseline)")
-            agent_path = str(checkpoint) if checkpoint is not None else policy
-            if seed is None:  # drawn here, so the agent's sampling is recorded by it too
-                seed = secrets.randbelow(2**31)
-            try:
-                spec, player = _env_and_policy(env, agent_path, epsilon, seed, dict(mode=mode, difficulty=difficulty),
-                                               greedy=greedy)
-            except WmcliError:
-                if agent_path != "random" and is_kind(agent_path, "world_model"):
-                    raise WmcliError(f"{agent_path} is a world-model checkpoint: pass --store PATH to measure it "
-                                     f"on a store's held-out episodes (or give an agent checkpoint to play)") from None
-                raise
-            if player is not None:
-                import dataclasses
-
-                from wmcli.env import make_spec
-
-                if env is None and (mode is not None or difficulty is not None):  # the agent's game, this mode
-                    spec = make_spec(dataclasses.replace(spec.config, mode=mode, difficulty=difficulty))
-            with _progress(f"eval {spec.name}", episodes, _describe_eval) as report:
-                result = evaluate_policy(spec, player, episodes, num_envs=num_envs, seed=seed,
-                                         on_progress=report, video_path=video)
-            result["greedy"] = greedy and player is not None
-            rows, title = policy_rows(result), f"eval {spec.name}"
         if as_json:
-            _print_json(result)
+            console.print_json(result)
         else:
-            from rich.console import Console
-            from rich.table import Table
-
-            t = Table(title=title, show_header=False)
-            for label, value in rows:
-                t.add_row(label, value)
-            Console(soft_wrap=False).print(t)
+            console.print_table(*result_rows(result))
         if result.get("interrupted"):
-            typer.echo("wmcli: interrupted; the results are those of the finished episodes", err=True)
+            console.note("interrupted; the results are those of the finished episodes")
             raise typer.Exit(code=130)
-
-
-def _describe_eval(p) -> tuple[int, str]:
-    ret = f"{p.mean_return:.1f}" if p.mean_return is not None else "-"
-    return p.episodes, f"{p.steps_per_s:.0f} steps/s  mean return {ret}"
 
 
 @app.command("run")
@@ -457,8 +284,8 @@ def run(
     resume: Annotated[bool, typer.Option(help="Continue the run in DIR from its last finished epoch (its own recipe).")] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    compile_: CompileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the whole DIAMOND loop in one resumable folder: collect, train, dream, evaluate, repeat.
 
@@ -468,56 +295,38 @@ def run(
     Killed at any moment, `wmcli run --resume DIR` continues from the last finished epoch.
     """
     with _user_errors():
-        from wmcli.recipe import load_recipe
-        from wmcli.run import run_loop
-        from wmcli.runtime import make_runtime
+        from wmcli.base.runtime import make_runtime
+        from wmcli.run import run_loop, run_setup
 
         if run_dir_arg is not None and run_dir is not None and run_dir_arg != run_dir:
             raise WmcliError(f"two run folders given ({run_dir_arg} and --run-dir {run_dir}); pass one")
-        folder = run_dir_arg or run_dir
-        if resume:
-            if folder is None:
-                raise WmcliError("--resume needs the run folder: wmcli run --resume DIR")
-            if env is not None or set_:
-                raise WmcliError("a resumed run keeps its own recipe; drop --env/--set")
-            rec = None
-        else:
-            rec = load_recipe(recipe, list(set_ or []), game=env)
-            if folder is None:
-                from wmcli.env import resolve_game
-
-                folder = Path("runs") / f"{resolve_game(rec.env.game)[1].replace(':', '-')}-{Path(recipe).stem}"
+        rec, folder = run_setup(recipe, list(set_ or []), env, run_dir_arg or run_dir, resume)
         rt = make_runtime(device, precision, compile_)
-        console = _stderr_console()
-
-        def on_event(e) -> None:
-            console.print(f"[bold]epoch {e.epoch}[/bold] {e.phase}: {e.text}")
-
-        result = run_loop(rec, folder, rt, resume=resume, on_event=on_event)
+        result = run_loop(rec, folder, rt, resume=resume,
+                          on_event=lambda e: console.heading(f"[bold]epoch {e.epoch}[/bold] {e.phase}: {e.text}"))
         if as_json:
-            _print_json(result)
+            console.print_json(result)
         else:
             ev = result["final_eval"]
             score = f"; last evaluation: mean return {ev['return_mean']:.2f} over {ev['episodes']} episodes" if ev else ""
-            typer.echo(f"run {result['run_dir']}: {result['epochs_done']} epochs, {result['env_steps']} env steps{score}")
+            console.say(f"run {result['run_dir']}: {result['epochs_done']} epochs, {result['env_steps']} env steps{score}")
 
 
 @app.command("plot")
 def plot(
     path: Annotated[Path, typer.Argument(help="A run folder (wmcli run), or a *.metrics.jsonl file.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG to write (default: DIR/curves.png).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Draw a run's curves to PNG: real-game returns, world-model and agent losses (needs matplotlib)."""
     with _user_errors():
-        from wmcli.plot import plot_run
+        from wmcli.outputs.plot import plot_run
 
-        out = output or (path / "curves.png" if path.is_dir() else path.with_suffix(".png"))
-        result = plot_run(path, out)
+        result = plot_run(path, output)
         if as_json:
-            _print_json(result)
+            console.print_json(result)
         else:
-            typer.echo(f"wrote {result['plot']} ({', '.join(result['panels'])})")
+            console.say(f"wrote {result['plot']} ({', '.join(result['panels'])})")
 
 
 @app.command()
@@ -577,44 +386,31 @@ def imagine(
     wmcli imagine wm.pt -o - | ffmpeg -i - dream.mp4
     """
     with _user_errors():
-        from wmcli.imagine import ImagineConfig, planned_horizon
-        from wmcli.imagine import imagine as run_imagine
+        from wmcli.outputs.imagine import ImagineConfig
+        from wmcli.outputs.imagine import imagine as run_imagine
 
-        if policy != "random":
-            if agent is not None:
-                raise WmcliError("give the agent once: as --agent or as --policy, not both")
-            if not Path(policy).exists():
-                raise WmcliError(f"--policy {policy!r} is neither 'random' nor an existing agent checkpoint "
-                                 f"(the file `wmcli train-agent -o` wrote)")
-            agent = Path(policy)
-        if seed is None:
-            seed = secrets.randbelow(2**31)
         cfg = ImagineConfig(horizon=horizon, denoising_steps=steps, sampler=sampler, seed=seed, batch=batch,
-                            agent=agent, actions=actions, store=store, episode=episode, start=start, compare=compare,
-                            scale=scale, fps=fps, show_denoising=show_denoising, device=device)
+                            agent=agent, policy=policy, actions=actions, store=store, episode=episode, start=start,
+                            compare=compare, scale=scale, fps=fps, show_denoising=show_denoising, device=device)
         to_stdout = output == "-"
-        describe = lambda p: (p.step, f"{p.frames_per_s:.1f} imagined frames/s")  # noqa: E731
-        with _progress("imagine", planned_horizon(cfg), describe) as report:
+        with console.progress() as report:
             try:
                 result = run_imagine(checkpoint, output, cfg, stream=sys.stdout.buffer if to_stdout else None,
                                      on_progress=report)
             except BrokenPipeError:  # the reader of -o - went away (e.g. | head)
-                import os
-
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
                 raise WmcliError("the reader of the y4m stream closed the pipe") from None
             except KeyboardInterrupt:
                 raise WmcliError("interrupted before the dream was finished; no file was written", exit_code=130) from None
         if as_json:
-            text = json.dumps(result, indent=2)
-            typer.echo(text, err=to_stdout)
+            console.say(console.json_text(result), err=to_stdout)
         else:
             cmp = result["compare"]
             extra = (f"; PSNR {cmp['psnr']:.2f} dB vs copy-last {cmp['psnr_copy_last']:.2f} dB" if cmp else "")
             out = result["output"] if isinstance(result["output"], str) else f"{len(result['output'])} files"
-            typer.echo(f"imagined {result['imagined_frames']} frames x {result['batch']} of {result['game']} after "
-                       f"{result['context_frames']} real ones into {'stdout' if to_stdout else out} "
-                       f"({result['imagined_frames_per_s']:.1f} imagined frames/s){extra}", err=to_stdout)
+            console.say(f"imagined {result['imagined_frames']} frames x {result['batch']} of {result['game']} after "
+                        f"{result['context_frames']} real ones into {'stdout' if to_stdout else out} "
+                        f"({result['imagined_frames_per_s']:.1f} imagined frames/s){extra}", err=to_stdout)
 
 
 @app.command()
@@ -633,7 +429,7 @@ def fvd(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per I3D forward pass.")] = 8,
     device: DeviceOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fréchet Video Distance between real and generated videos, with I3D features.
 
@@ -643,70 +439,76 @@ def fvd(
     temporal-consistency score (docs/metrics.md).
     """
     with _user_errors():
-        from wmcli.fvd import FvdConfig, compare_video_sets, open_videos
-        from wmcli.i3d import load_detector
-        from wmcli.runtime import make_runtime
+        from wmcli.outputs.fvd import FvdConfig, fvd_rows, fvd_of_paths
 
-        net = load_detector(detector, make_runtime(device, "fp32", False).device)
         cfg = FvdConfig(clip_len=clip_len, size=size, max_clips_per_video=max_clips_per_video, batch_size=batch_size)
-        sets = open_videos(real), open_videos(generated)
-        with _progress("fvd", len(sets[0]) + len(sets[1]), lambda n: (n, "videos embedded")) as report:
-            result = compare_video_sets(*sets, net, cfg, on_video=report)
+        with console.progress() as report:
+            result = fvd_of_paths(real, generated, detector, cfg, device, on_progress=report)
         for w in result["warnings"]:
-            typer.echo(f"wmcli: warning: {w}", err=True)
+            console.warn(w)
         if as_json:
-            _print_json(result)
+            console.print_json(result)
         else:
-            from rich.console import Console
-            from rich.table import Table
-
-            t = Table(title=f"FVD {real} vs {generated}", show_header=False)
-            t.add_row("FVD", f"{result['fvd']:.2f}")
-            for name in ("real", "generated"):
-                s = result[name]
-                t.add_row(name, f"{s['videos']} videos ({s['kind']}), {s['frames']} frames, {s['clips']} clips")
-            t.add_row("detector", f"{result['detector']['path']} ({result['detector']['kind']}, "
-                                  f"{result['detector']['features']} features)")
-            p = result["paired"]
-            if p is not None:
-                t.add_row("paired PSNR / SSIM", f"{p['psnr']:.2f} dB / {p['ssim']:.4f} over {p['frames']} frames")
-                tc = "-" if p["temporal_consistency"] is None else f"{p['temporal_consistency']:.2f} dB"
-                ratio = "-" if p["motion_ratio"] is None else f"{p['motion_ratio']:.2f}"
-                t.add_row("temporal consistency", f"{tc} (motion ratio {ratio})")
-            Console(soft_wrap=False).print(t)
+            console.print_table(f"FVD {real} vs {generated}", fvd_rows(result))
 
 
 @store_app.command("info")
 def store_info(
     path: Annotated[Path, typer.Argument(help="Store folder.")],
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files (listed on stderr).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Episodes, frames, returns, action histogram and protocol of a store."""
     with _user_errors():
-        from wmcli.store import Store, summarize
+        from wmcli.data.store import Store, summarize, summary_rows
 
         st = Store.open(path)
         if skip_bad:
             for bad, why in st.bad_files():
-                typer.echo(f"wmcli: skipping {bad.name}: {why.split(': ', 1)[-1].split(';')[0]}", err=True)
+                console.note(f"skipping {bad.name}: {why.split(': ', 1)[-1].split(';')[0]}")
         s = summarize(st, skip_bad=skip_bad)
         if as_json:
-            _print_json(s)
+            console.print_json(s)
         else:
-            _print_summary(s)
+            console.print_table(f"store {s['store']}", summary_rows(s))
 
 
 @app.command()
-def envs(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def envs(as_json: JsonOpt = False) -> None:
     """List the games wmcli can play: every ALE ROM shipped with ale-py, and MinAtar's games."""
-    from wmcli.env import all_game_names
+    from wmcli.data.env import all_game_names
 
     names = all_game_names()
     if as_json:
-        _print_json(names)
+        console.print_json(names)
     else:
-        typer.echo("\n".join(names))
+        console.say("\n".join(names))
+
+
+@recipes_app.callback()
+def recipes(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the built-in recipes (`wmcli recipes show NAME` prints one as YAML)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from wmcli.base.recipe import recipe_summaries
+
+    rows = recipe_summaries()
+    if as_json:
+        console.print_json(rows)
+    else:
+        console.print_table("recipes (wmcli recipes show NAME)", [(r["name"], r["about"]) for r in rows])
+
+
+@recipes_app.command("show")
+def recipes_show(
+    name: Annotated[str, typer.Argument(help="A built-in recipe (tiny, quick, minatar, atari100k) or a YAML file.")],
+    resolved: Annotated[bool, typer.Option(help="Every value, defaults and `base:` included (default: the file as written).")] = False,
+) -> None:
+    """Print a recipe as YAML, to start your own from: wmcli recipes show minatar > mine.yaml."""
+    with _user_errors():
+        from wmcli.base.recipe import recipe_text
+
+        console.say(recipe_text(name, resolved=resolved).rstrip("\n"))
 
 
 def main() -> None:

@@ -26,53 +26,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import yaml
 
-from wmcli.atomic import write_text_atomic
-from wmcli.errors import WmcliError
+from wmcli.base.atomic import make_dir, write_text_atomic
+from wmcli.base.config import Recipe
+from wmcli.base.errors import WmcliError
+from wmcli.base.progress import Progress
+from wmcli.base.recipe import load_recipe, recipe_from_dict
+from wmcli.base.runtime import Runtime
+from wmcli.data.collect import Collector
+from wmcli.data.env import make_spec, resolve_game
+from wmcli.data.store import Store
+from wmcli.outputs.evaluate import evaluate_policy
+from wmcli.training.loop import MetricsLog
+from wmcli.training.train_agent import train_agent
+from wmcli.training.train_wm import train_world_model
+from wmcli.world.agent import AgentPolicy, load_agent
 
-if TYPE_CHECKING:
-    from wmcli.recipe import Recipe
-    from wmcli.runtime import Runtime
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The `run` section of a recipe: DIAMOND's schedule."""
-
-    initial_collect_steps: int = 5000
-    """Random-policy steps before the first epoch (DIAMOND: at least 5,000)."""
-    initial_collect_min_rewards: int = 10
-    """Then more random play, collect_steps at a time, until the steps of the two rarer reward signs
-    number this many (DIAMOND: 10); 0: never."""
-    initial_collect_max_steps: int = 10_000
-    """...but no more than this many random steps in all (DIAMOND: 10,000)."""
-    epochs: int = 1000
-    """Training epochs (DIAMOND: 1,000 with a 5,000-step initial collection)."""
-    collect_steps: int = 100
-    """Real steps collected with the agent at the start of each epoch after the first (DIAMOND: 100)."""
-    collect_epochs: int = 950
-    """Epochs that collect; the last ones only train (DIAMOND: the last 50 do not collect)."""
-    epsilon: float = 0.01
-    """Probability of a random action when collecting with the agent (DIAMOND: 0.01)."""
-    num_envs: int = 1
-    """Envs collecting together (DIAMOND: 1)."""
-    wm_steps: int = 400
-    """World-model steps per epoch after the first (DIAMOND: 400)."""
-    agent_steps: int = 400
-    """Agent steps per epoch after the first (DIAMOND: 400)."""
-    eval_every: int = 10
-    """Epochs between evaluations in the real game (DIAMOND: 10)."""
-    eval_episodes: int = 4
-    """Real episodes per evaluation (DIAMOND: 4)."""
-    final_eval_episodes: int = 100
-    """Real episodes of the evaluation after the last epoch (DIAMOND: 100)."""
-    eval_num_envs: int = 4
-    """Envs playing evaluation episodes together."""
-    seed: int = 0
-    """Seed of collection and evaluation (training seeds are in their sections)."""
+def default_run_dir(recipe: str, game: str) -> Path:
+    """Where a run goes when no folder is given: runs/<game>-<recipe name>."""
+    return Path("runs") / f"{resolve_game(game)[1].replace(':', '-')}-{Path(recipe).stem}"
 
 
 @dataclass
@@ -104,20 +80,26 @@ def _collected_rewards(store, collector) -> np.ndarray:
     return np.concatenate([*stored, collector.pending_rewards]) if stored else collector.pending_rewards
 
 
-def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
-             on_event: Callable[[Event], None] | None = None, on_progress: Callable | None = None) -> dict:
-    """Run (or resume) the loop of `recipe` in `run_dir`; returns the final summary."""
-    import yaml
+def run_setup(recipe: str, overrides: list[str] = (), game: str | None = None, run_dir: Path | None = None,
+              resume: bool = False) -> tuple[Recipe | None, Path]:
+    """What `wmcli run` runs where: the recipe (None when resuming: the run keeps its own) and the
+    folder (default_run_dir when none is given)."""
+    if resume:
+        if run_dir is None:
+            raise WmcliError("--resume needs the run folder: wmcli run --resume DIR")
+        if game is not None or overrides:
+            raise WmcliError("a resumed run keeps its own recipe; drop --env/--set")
+        return None, Path(run_dir)
+    rec = load_recipe(recipe, list(overrides), game=game)
+    return rec, Path(run_dir) if run_dir is not None else default_run_dir(recipe, rec.env.game)
 
-    from wmcli.collect import Collector
-    from wmcli.env import make_spec
-    from wmcli.evaluate import evaluate_policy
-    from wmcli.policy import AgentPolicy, load_agent
-    from wmcli.recipe import recipe_from_dict
-    from wmcli.store import Store
-    from wmcli.train_agent import train_agent
-    from wmcli.train_wm import train_world_model
 
+def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = False,
+             on_event: Callable[[Event], None] | None = None,
+             on_progress: Callable[[Progress], None] | None = None) -> dict:
+    """Run (or resume) the loop of `recipe` in `run_dir`; returns the final summary. A resumed
+    run reads its own recipe back (recipe None). Epoch lines go to DIR/metrics.jsonl (and to
+    TensorBoard events in DIR/run.tensorboard/ when tensorboard is installed, against env steps)."""
     run_dir = Path(run_dir)
     state_path, recipe_path = run_dir / "state.json", run_dir / "recipe.yaml"
     if resume:
@@ -128,7 +110,7 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
     else:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise WmcliError(f"{run_dir} exists and is not empty; pass --resume to continue it, or another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir)
         write_text_atomic(recipe_path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))  # before state.json
         state = {"epoch_done": -1}
         _write_json(state_path, state)
@@ -137,15 +119,15 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
     store = Store.create_or_open(run_dir / "store", spec.to_dict())
     wm_path, agent_path = run_dir / "wm.pt", run_dir / "agent.pt"
     metrics = run_dir / "metrics.jsonl"
+    log = MetricsLog(metrics, enabled=rt.is_main)
     say = on_event or (lambda e: None)
 
     def evaluate(epoch: int, episodes: int) -> dict:
         agent = load_agent(agent_path, rt.device)
         policy = AgentPolicy(agent, np.random.default_rng([cfg.seed, 1, epoch]), device=rt.device)
         video = run_dir / "videos" / f"eval_epoch_{epoch:04d}.mp4"
-        video.parent.mkdir(exist_ok=True)
         return evaluate_policy(spec, policy, episodes, cfg.eval_num_envs, seed=cfg.seed + 10_000 * epoch,
-                               video_path=video)
+                               video_path=video, on_progress=on_progress)
 
     collector = Collector(spec, store, cfg.num_envs, seed=cfg.seed + 1000 * (state["epoch_done"] + 1),
                           collector_name="wmcli run")
@@ -163,7 +145,7 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
                     collector.set_policy(AgentPolicy(agent, np.random.default_rng([cfg.seed, 0, epoch]),
                                                      epsilon=cfg.epsilon, device=rt.device))
                 say(Event(epoch, "collect", f"{target - have} steps with {collector.policy.name}"))
-                collector.play(target - have)
+                collector.play(target - have, on_progress)
                 if collector.interrupted:
                     raise KeyboardInterrupt
             if epoch == 0:
@@ -173,7 +155,7 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
                        rare_reward_steps(_collected_rewards(store, collector)) < cfg.initial_collect_min_rewards):
                     more = min(cfg.collect_steps, cfg.initial_collect_max_steps - have)
                     say(Event(epoch, "collect", f"{more} more steps: few rewards so far"))
-                    collector.play(more)
+                    collector.play(more, on_progress)
                     if collector.interrupted:
                         raise KeyboardInterrupt
                     have += more
@@ -200,12 +182,12 @@ def run_loop(recipe: Recipe, run_dir: Path, rt: Runtime, resume: bool = False,
                                                        "episodes", "hns", "length_mean") if k in ev}
             line["seconds"] = time.perf_counter() - t0
             if rt.is_main:
-                with open(metrics, "a") as f:
-                    f.write(json.dumps(line) + "\n")
+                log.write(line, line["env_steps"])
                 state = {"epoch_done": epoch, "initial_steps": line["env_steps"] if epoch == 0 else initial}
                 _write_json(state_path, state)
     finally:
         collector.close()
+        log.close()
     lines = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
     evals = [x for x in lines if "eval" in x]
     return {"run_dir": str(run_dir), "epochs_done": state["epoch_done"], "env_steps": _store_steps(store),

@@ -1,0 +1,112 @@
+"""Atomic file writes: write beside the target under a hidden temporary name, fsync, rename.
+
+A rename within one folder is atomic on POSIX, so a reader (or a process restarted after a
+SIGKILL) sees the old file or the new one, never a half-written one. Every file wmcli writes
+goes this way (stores, checkpoints, videos, run state), or is opened by `open_for_append`
+(metrics logs); a place that cannot be written (no permission, read-only, full disk) ends in
+one WmcliError naming the path, and the file that was there is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from wmcli.base.errors import WmcliError
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temporary name beside `path`, unique to this process."""
+    return path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}-{path.name}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, exclusive: bool = False):
+    """Yield a temporary path to write; on success it becomes `path` in one step.
+
+    exclusive: fail with FileExistsError instead of replacing an existing `path`
+    (hard link then unlink, so two processes racing to create it cannot both win).
+    On any error the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    make_parent(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        fsync_file(tmp)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except FileExistsError:
+        raise  # exclusive creation lost the race: the caller decides
+    except OSError as e:
+        raise unwritable(path, e) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def unwritable(path: str | os.PathLike, e: OSError) -> WmcliError:
+    """The one message for a place wmcli cannot write."""
+    why = e.strerror or type(e).__name__
+    return WmcliError(f"cannot write {path} ({why}); choose a writable place (or free some space)")
+
+
+def make_parent(path: str | os.PathLike) -> None:
+    """Create the folder that will hold `path`, or fail with one clear line."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(path, e) from None
+
+
+def make_dir(path: str | os.PathLike) -> Path:
+    """Create a folder (and its parents) that wmcli will write into, or fail with one clear line."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(path, e) from None
+    if not os.access(path, os.W_OK):
+        raise unwritable(path, PermissionError(13, "Permission denied"))
+    return path
+
+
+def open_for_append(path: str | os.PathLike):
+    """A text file opened for appending lines (metrics logs), or one clear error."""
+    make_parent(path)
+    try:
+        return open(path, "a")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise unwritable(path, e) from None
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` with `text` in one step (small files: run state, resolved recipes)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,105 @@
+"""Self-describing checkpoints, written atomically and loaded with `weights_only=True`.
+
+A checkpoint is a plain dict: kind ("world_model", "agent"), format version, wmcli version,
+the resolved recipe, the env spec (game, protocol, action count, frame shape), counters, the
+model weights (from the uncompiled, unwrapped modules) and, for resuming, the optimizer,
+grad-scaler and RNG states. Everything in it is tensors and plain Python values, so loading
+needs no pickled code. Saving writes a temporary file and renames it over the old one: a kill
+during a save leaves the previous checkpoint whole.
+
+`read_checkpoint` reads any kind (`checkpoint_kind` says which it is, for commands that accept
+both); `load_checkpoint` insists on one kind; `recipe_for` picks the recipe a training starts
+from (a named recipe, or the one stored in a checkpoint it continues or builds on).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from wmcli import __version__
+from wmcli.base.atomic import atomic_path
+from wmcli.base.config import Recipe
+from wmcli.base.errors import WmcliError
+from wmcli.base.recipe import load_recipe, recipe_from_dict
+
+FORMAT_VERSION = 1
+KINDS = {"world_model": "a world-model checkpoint (wmcli train-wm)", "agent": "an agent checkpoint (wmcli train-agent)"}
+MAKERS = {"world_model": "train-wm", "agent": "train-agent"}
+DEFAULT_RECIPE = "tiny"
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
+    """Write `ckpt` (which must hold `kind`) atomically; adds format and version fields."""
+    assert ckpt.get("kind") in KINDS, ckpt.get("kind")
+    payload = {"format_version": FORMAT_VERSION, "wmcli_version": __version__, **ckpt}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint") -> dict:
+    """Load a checkpoint of any kind, with one clear error for a missing or foreign file.
+    `expected` names what the caller wants, for the messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise WmcliError(f"checkpoint {path} not found; pass {expected}")
+    if not zipfile.is_zipfile(path):
+        raise WmcliError(f"{path} is not a readable wmcli checkpoint (not a torch.save archive); pass {expected}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WmcliError(f"{path} is not a readable wmcli checkpoint ({first[:160]})") from None
+    if not isinstance(ckpt, dict) or "kind" not in ckpt or "format_version" not in ckpt:
+        raise WmcliError(f"{path} is not a wmcli checkpoint (no kind/format fields); pass {expected}")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise WmcliError(
+            f"{path} has checkpoint format {ckpt['format_version']}, newer than this wmcli "
+            f"({__version__}, format {FORMAT_VERSION}); upgrade wmcli"
+        )
+    return ckpt
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """"world_model" or "agent" (or another kind a newer wmcli wrote)."""
+    return read_checkpoint(path)["kind"]
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str, hint: str | None = None) -> dict:
+    """Load a checkpoint of `kind`; a checkpoint of another kind is refused with `hint` (what to
+    do with it instead), or with what is expected."""
+    expected = f"the file that `wmcli {MAKERS[kind]}` wrote (-o)"
+    ckpt = read_checkpoint(path, expected)
+    if ckpt["kind"] != kind:
+        what = KINDS.get(ckpt["kind"], repr(ckpt["kind"]))
+        raise WmcliError(f"{path} is {what}, but {KINDS[kind]} is expected here; " + (hint or f"pass {expected}"))
+    return ckpt
+
+
+def checkpoint_to_resume(out: Path, kind: str, resume: bool, overwrite: bool) -> dict | None:
+    """What a training continues from: `out`'s checkpoint with --resume, else None (a fresh start).
+    Refuses to replace an existing `out` without --resume or --overwrite, and --resume without it."""
+    out = Path(out)
+    if out.exists() and not (resume or overwrite):
+        raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
+    if not resume:
+        return None
+    if not out.exists():
+        raise WmcliError(f"nothing to resume: {out} does not exist; drop --resume to start")
+    return load_checkpoint(out, kind)
+
+
+def recipe_for(name: str | None, overrides: list[str] = (), inherit: tuple[tuple[Path, str], ...] = ()) -> Recipe:
+    """The recipe a training starts from, `--set` overrides applied: the named recipe (a built-in
+    name or a YAML file) when given; else the recipe stored in the first of `inherit`'s
+    (checkpoint, kind) pairs whose file exists (the checkpoint being resumed, the world model an
+    agent trains in); else the default recipe."""
+    if name is not None:
+        return load_recipe(name, overrides)
+    for path, kind in inherit:
+        if path is not None and Path(path).exists():
+            return recipe_from_dict(load_checkpoint(path, kind)["recipe"], overrides)
+    return load_recipe(DEFAULT_RECIPE, overrides)

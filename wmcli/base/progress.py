@@ -1,0 +1,38 @@
+"""Progress of long work, as one small record every command reports in the same way.
+
+Library loops (collect, train-wm, train-agent, eval, imagine, fvd, run) take an optional
+`on_progress` callback and call it with a `Progress`: how much of how much is done, and a few
+named numbers to show beside it (losses, rates, returns). The CLI's console module renders every
+one the same way; a Python user can log or ignore them. `Every` keeps reports to a few a second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Progress:
+    """`done` of `total` `unit` of `task`, with named numbers shown beside it in order."""
+
+    task: str  # "collect", "train-wm", "train-agent", "eval", "imagine", "fvd"
+    done: int
+    total: int | None
+    unit: str  # "steps", "episodes", "frames", "videos"
+    stats: dict[str, float | int | None] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # the full metrics line, where there is one
+
+
+class Every:
+    """True at most once per `seconds` (the first call included): throttles progress reports."""
+
+    def __init__(self, seconds: float = 0.5):
+        self.seconds, self.last = seconds, -float("inf")
+
+    def __call__(self) -> bool:
+        now = time.perf_counter()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True

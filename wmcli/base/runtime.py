@@ -1,0 +1,162 @@
+"""Where and how the torch work runs: device, precision, compile, the DDP process group, and
+the CPU allocator setting that keeps large activations from being page-faulted in every step.
+
+Shared by every command that trains or imagines (`train-wm`, `train-agent`, `imagine`, `eval`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from wmcli.base.errors import WmcliError
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+_heap_tuned = False
+
+
+def keep_large_allocations_on_heap() -> bool:
+    """Make glibc serve every allocation from its heap and never hand freed memory back to the OS.
+
+    glibc's malloc gives each block of more than 32 MiB (at most) its own fresh mmap and unmaps
+    it on free. Activations of DIAMOND's U-Net at batch 32 are 32-128 MiB each, so every training
+    step maps, page-faults (zero-fills) and unmaps gigabytes: measured on 2 CPU cores, 30 s of
+    system time per 4 steps and a 1.43x slower step (docs/performance.md). With mmap off and the
+    trim threshold out of reach, freed blocks are reused; the cost is a higher resident size
+    (+19% peak RSS there), kept until the process ends. Only for CPU work, only on glibc;
+    WMCLI_MALLOC=default turns it off. Returns whether the setting is in force.
+    """
+    global _heap_tuned
+    if _heap_tuned:
+        return True
+    if os.environ.get("WMCLI_MALLOC", "heap") == "default":
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+        ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    except (OSError, AttributeError):  # not glibc (musl, macOS): leave the allocator alone
+        return False
+    _heap_tuned = ok
+    return ok
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    precision: str  # fp32, bf16, fp16
+    compile: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+
+def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | None = None) -> Runtime:
+    """Resolve the device and precision, and join the process group when started by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise WmcliError("--device cuda but no CUDA device is visible; use --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise WmcliError(f"--device must be auto, cpu or cuda, got {device!r}")
+    dev = torch.device(device)
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        keep_large_allocations_on_heap()
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise WmcliError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
+    return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size)
+
+
+def draw_seed(seed: int | None) -> int:
+    """`seed`, or a fresh one when None: every command that takes --seed draws here, and records
+    the seed in its result, so any run can be repeated."""
+    return secrets.randbelow(2**31) if seed is None else seed
+
+
+def to_device(x: np.ndarray, rt: Runtime) -> Tensor:
+    """A numpy batch on the runtime's device; from pinned memory without blocking on CUDA."""
+    t = torch.from_numpy(x)
+    if rt.device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(rt.device, non_blocking=True)
+
+
+# ---- shared by the training loops -------------------------------------------------------------
+
+
+def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on Linear, Conv and LSTM weights; none on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if isinstance(module, (nn.Linear, nn.Conv2d, nn.LSTM)) and "weight" in name:
+                decay.append(p)
+            else:
+                no_decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg, rt: Runtime) -> torch.optim.Optimizer:
+    """AdamW with cfg.lr, cfg.adam_eps, cfg.weight_decay; fused on CUDA."""
+    fused = {"fused": True} if rt.device.type == "cuda" else {}
+    return torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, eps=cfg.adam_eps, **fused)
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up, then constant (DIAMOND)."""
+    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+
+
+def step_generators(seed: int, rank: int, step: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
+    """The numpy (batches) and torch (noise) generators of one step of one rank."""
+    rng = np.random.default_rng([seed, rank, step])
+    g = torch.Generator(device=device)
+    g.manual_seed(int(rng.integers(2**62)))
+    return rng, g
+
+
+def agree(flag: bool, rt: Runtime) -> bool:
+    """Under DDP, stop when any rank says so (all ranks must leave the loop at the same step)."""
+    if rt.world_size == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=rt.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def unwrap(m: nn.Module) -> nn.Module:
+    """The module inside torch.compile and DDP wrappers (what checkpoints save)."""
+    m = getattr(m, "_orig_mod", m)  # torch.compile
+    return getattr(m, "module", m)  # DDP

@@ -1,0 +1,359 @@
+"""The trajectory store: a folder of HDF5 files, one per episode, each written whole and renamed in.
+
+    STORE/wmcli-store.json     format, game, protocol, action meanings, frame shape (written once)
+    STORE/episodes/<id>.h5     one episode: obs, act, rew, end, life_loss, trunc, and attributes
+
+Why one file per episode: a rename is atomic, so a writer killed at any moment leaves every
+finished episode whole and at most a hidden `.tmp-*` file that readers skip; several writers
+never share a file, so they need no lock; a reader sees an episode the moment it is renamed in;
+and one corrupt file costs one episode. Episode ids start with the landing time in nanoseconds,
+so sorting names sorts episodes by age. The format is in docs/store.md.
+
+Reading for training goes through `EpisodeBuffer` (wmcli.data.buffer), which holds frames in RAM.
+`STEP_DTYPES` is the one table of the per-step arrays and their types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from wmcli import __version__
+from wmcli.base.atomic import atomic_path
+from wmcli.base.errors import WmcliError
+from wmcli.data.env import resolve_game
+from wmcli.data.spec import EnvSpec
+
+FORMAT = "wmcli-store/1"
+META_NAME = "wmcli-store.json"
+EPISODES_DIR = "episodes"
+STEP_DTYPES = {"act": np.int64, "rew": np.float32, "end": bool, "life_loss": bool, "trunc": bool}
+"""The arrays of one value per step, and their types (in the store, in RAM, in segments)."""
+STEP_KEYS = tuple(STEP_DTYPES)
+# Env fields that must agree between a store and what is appended to it.
+ENV_IDENTITY = ("kind", "name", "num_actions", "frame_shape", "protocol")
+
+
+@dataclass
+class Episode:
+    """One episode. T steps: obs holds T + 1 frames, first and last included.
+
+    act[t] is the action taken at obs[t]; rew[t], end[t], life_loss[t], trunc[t] are what
+    followed it. end is game over; trunc is a cut (time limit, or the collector stopped).
+    """
+
+    obs: np.ndarray  # (T+1, H, W, 3) uint8
+    act: np.ndarray  # (T,) int64
+    rew: np.ndarray  # (T,) float32, raw
+    end: np.ndarray  # (T,) bool
+    life_loss: np.ndarray  # (T,) bool
+    trunc: np.ndarray  # (T,) bool
+    attrs: dict = field(default_factory=dict)  # seed, policy, ...
+
+    def __len__(self) -> int:
+        return len(self.act)
+
+    @property
+    def ret(self) -> float:
+        return float(self.rew.sum())
+
+    @property
+    def complete(self) -> bool:
+        """Ended by the game (game over), not cut."""
+        return len(self) > 0 and bool(self.end[-1])
+
+
+def _bad(path: Path, why: str) -> WmcliError:
+    return WmcliError(
+        f"{path}: {why}; move the file out of the store (the other episodes are unaffected) "
+        f"or pass --skip-bad"
+    )
+
+
+class Store:
+    """A trajectory store on disk. `Store.open` to read, `Store.create_or_open` to append."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.meta = meta
+        self.episodes_dir = path / EPISODES_DIR
+
+    # ---- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        path = Path(path)
+        meta_path = path / META_NAME
+        if not path.exists():
+            raise WmcliError(f"no store at {path}; create one with `wmcli collect --store {path}`")
+        if not meta_path.is_file():
+            raise WmcliError(
+                f"{path} is not a wmcli store (no {META_NAME}); pass the folder `wmcli collect` wrote"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise WmcliError(f"{meta_path}: unreadable store metadata ({e}); restore or recreate it") from None
+        if meta.get("format") != FORMAT:
+            raise WmcliError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        return cls(path, meta)
+
+    @classmethod
+    def create_or_open(cls, path: str | os.PathLike, env: dict) -> Store:
+        """Open for appending episodes of `env` (EnvSpec.to_dict()), creating the store if needed."""
+        path = Path(path)
+        try:
+            (path / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WmcliError(f"cannot create a store at {path} ({e.strerror}); choose a writable --store") from None
+        if not os.access(path / EPISODES_DIR, os.W_OK):
+            raise WmcliError(f"store {path} is not writable; choose a writable --store")
+        meta = {"format": FORMAT, "created": time.time(), "wmcli_version": __version__, "env": env}
+        if not (path / META_NAME).exists():
+            try:
+                with atomic_path(path / META_NAME, exclusive=True) as tmp:
+                    tmp.write_text(json.dumps(meta, indent=2))
+            except FileExistsError:
+                pass  # another writer created it first; check it below
+        store = cls.open(path)
+        theirs = {k: store.meta["env"].get(k) for k in ENV_IDENTITY}
+        ours = {k: json.loads(json.dumps(env.get(k))) for k in ENV_IDENTITY}
+        if theirs != ours:
+            diff = [k for k in ENV_IDENTITY if theirs[k] != ours[k]]
+            raise WmcliError(
+                f"store {path} holds {theirs['name']} episodes with other {', '.join(diff)}; "
+                f"use another --store for {ours['name']} with these settings"
+            )
+        return store
+
+    @staticmethod
+    def exists(path: str | os.PathLike) -> bool:
+        """Whether `path` holds a store (its metadata file)."""
+        return (Path(path) / META_NAME).is_file()
+
+    @property
+    def env(self) -> dict:
+        """The env as recorded (EnvSpec.to_dict()); `spec` is the typed view."""
+        return self.meta["env"]
+
+    @property
+    def spec(self) -> EnvSpec:
+        return EnvSpec.from_dict(self.meta["env"])
+
+    # ---- listing and reading ----------------------------------------------------------
+
+    def episode_paths(self) -> list[Path]:
+        """Finished episode files, oldest first (temporary files of writers are not listed)."""
+        if not self.episodes_dir.is_dir():
+            return []
+        return sorted(
+            p for p in self.episodes_dir.iterdir() if not p.name.startswith(".") and p.is_file()
+        )
+
+    def _open_h5(self, path: Path):
+        if path.suffix != ".h5":
+            raise _bad(path, "not an episode file (expected <id>.h5)")
+        try:
+            return h5py.File(path, "r", locking=False)
+        except OSError as e:
+            raise _bad(path, f"unreadable HDF5 ({e})") from None
+
+    def _check(self, path: Path, f) -> int:
+        """Validate an episode file's layout; return its step count T."""
+        if f.attrs.get("format") != FORMAT:
+            raise _bad(path, "not a wmcli episode (missing or foreign format attribute)")
+        for k in ("obs", *STEP_KEYS):
+            if k not in f:
+                raise _bad(path, f"dataset '{k}' is missing")
+        T = f["act"].shape[0]
+        if any(f[k].shape != (T,) for k in STEP_KEYS):
+            raise _bad(path, "step arrays differ in length")
+        shape = tuple(self.env["frame_shape"])
+        if f["obs"].shape != (T + 1, *shape):
+            raise _bad(path, f"obs has shape {f['obs'].shape}, expected {(T + 1, *shape)}")
+        return T
+
+    def episode_length(self, path: Path) -> int:
+        """Steps T of an episode file, from its attributes (0 for a file that cannot be read)."""
+        try:
+            with self._open_h5(path) as f:
+                return int(f.attrs.get("length", 0))
+        except (WmcliError, OSError):
+            return 0
+
+    def read_episode(self, path: Path, frames: bool = True) -> Episode:
+        """One episode; frames=False skips the frames (obs is then empty) for fast summaries."""
+        with self._open_h5(path) as f:
+            try:
+                self._check(path, f)
+                steps = {k: f[k][()].astype(STEP_DTYPES[k]) for k in STEP_KEYS}
+                obs = f["obs"][()] if frames else np.zeros((0, *self.env["frame_shape"]), np.uint8)
+                attrs = {k: _attr(v) for k, v in f.attrs.items()}
+            except OSError as e:  # truncated or corrupted chunks
+                raise _bad(path, f"damaged data ({e})") from None
+        return Episode(obs=obs, attrs=attrs, **steps)
+
+    def iter_episodes(self, frames: bool = True, skip_bad: bool = False) -> Iterator[tuple[Path, Episode]]:
+        for path in self.episode_paths():
+            try:
+                yield path, self.read_episode(path, frames=frames)
+            except WmcliError:
+                if not skip_bad:
+                    raise
+
+    def bad_files(self) -> list[tuple[Path, str]]:
+        """Every file in the store that is not a readable episode, with the reason."""
+        bad = []
+        for path in self.episode_paths():
+            try:
+                with self._open_h5(path) as f:
+                    self._check(path, f)
+            except WmcliError as e:
+                bad.append((path, str(e)))
+        return bad
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def writer(self, attrs: dict | None = None) -> EpisodeWriter:
+        return EpisodeWriter(self, attrs or {})
+
+
+def _attr(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class EpisodeWriter:
+    """Writes episodes into a store, each one atomically. One per process; many may run at once."""
+
+    def __init__(self, store: Store, attrs: dict):
+        self.store = store
+        self.attrs = attrs  # written on every episode (seed, policy, ...)
+        self.token = os.urandom(4).hex()
+        self.count = 0
+
+    def write(self, ep: Episode) -> Path:
+        T = len(ep)
+        shape = tuple(self.store.env["frame_shape"])
+        assert ep.obs.shape == (T + 1, *shape) and ep.obs.dtype == np.uint8, ep.obs.shape
+        name = f"{time.time_ns():020d}-{self.token}-{self.count:06d}.h5"
+        path = self.store.episodes_dir / name
+        attrs = {
+            "format": FORMAT,
+            "env": json.dumps(self.store.env),
+            "wmcli_version": __version__,
+            "length": T,
+            "return": ep.ret,
+            **self.attrs,
+            **ep.attrs,
+        }
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w", locking=False) as f:
+                # 16-frame chunks, gzip level 1: random-play Breakout frames shrink 48x (docs/performance.md).
+                f.create_dataset(
+                    "obs", data=ep.obs, chunks=(min(16, T + 1), *shape), compression="gzip",
+                    compression_opts=1, shuffle=False,
+                )
+                for k in STEP_KEYS:
+                    f.create_dataset(k, data=getattr(ep, k).astype(STEP_DTYPES[k]))
+                for k, v in attrs.items():
+                    f.attrs[k] = v
+        self.count += 1
+        return path
+
+
+def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """Held-in and held-out episodes, by a hash of each file name: stable as the store grows.
+    A store of 2 or more episodes always holds one out (its newest) when the hash picked none,
+    and a store of 1 trains on it and holds none out."""
+    if len(paths) < 2:
+        return list(paths), []
+    val = [p for p in paths if zlib.crc32(p.name.encode()) % 10_000 < val_fraction * 10_000]
+    if (val_fraction > 0 and not val) or len(val) == len(paths):
+        val = [paths[-1]]
+    held = set(val)
+    return [p for p in paths if p not in held], val
+
+
+def default_store_path(game: str) -> Path:
+    """Where `wmcli collect` puts a game's episodes when no --store is given: runs/<game>/store."""
+    return Path("runs") / game.replace(":", "-") / "store"
+
+
+def store_for(store: str | os.PathLike | None, game: str | None) -> Path:
+    """The store a command reads: `store` when given, else the default store of `game`."""
+    if store is not None:
+        return Path(store)
+    if game is None:
+        raise WmcliError("pass --store PATH (or --env GAME for runs/<game>/store)")
+    return default_store_path(resolve_game(game)[1])
+
+
+def summarize(store: Store, skip_bad: bool = False) -> dict:
+    """Counts, returns and action histogram; reads no frames."""
+    n_act = store.env["num_actions"]
+    hist = np.zeros(n_act, dtype=np.int64)
+    lengths, returns, complete_returns = [], [], []
+    cut, life_losses, nonzero_rew = 0, 0, 0
+    for _, ep in store.iter_episodes(frames=False, skip_bad=skip_bad):
+        lengths.append(len(ep))
+        returns.append(ep.ret)
+        hist += np.bincount(ep.act, minlength=n_act)[:n_act]
+        life_losses += int(ep.life_loss.sum())
+        nonzero_rew += int(np.count_nonzero(ep.rew))
+        if ep.complete:
+            complete_returns.append(ep.ret)
+        else:
+            cut += 1
+    disk = sum(p.stat().st_size for p in store.episode_paths())
+    r = np.array(complete_returns) if complete_returns else None
+    return {
+        "store": str(store.path),
+        "game": store.env["name"],
+        "episodes": len(lengths),
+        "complete_episodes": len(complete_returns),
+        "cut_episodes": cut,
+        "steps": int(sum(lengths)),
+        "frames": int(sum(lengths) + len(lengths)),
+        "return_mean": float(r.mean()) if r is not None else None,
+        "return_min": float(r.min()) if r is not None else None,
+        "return_max": float(r.max()) if r is not None else None,
+        "length_mean": float(np.mean(lengths)) if lengths else None,
+        "nonzero_rewards": nonzero_rew,
+        "life_losses": life_losses,
+        "action_histogram": dict(zip(store.env["action_meanings"], hist.tolist())),
+        "frame_shape": store.env["frame_shape"],
+        "protocol": store.env["protocol"],
+        "disk_bytes": disk,
+    }
+
+
+def summary_rows(s: dict) -> list[tuple[str, str]]:
+    """`summarize`'s result as (label, value) rows for a table."""
+
+    def fmt(x) -> str:
+        return "-" if x is None else (f"{x:.2f}" if isinstance(x, float) else str(x))
+
+    return [
+        ("game", s["game"]),
+        ("episodes", f"{s['episodes']} ({s['complete_episodes']} complete, {s['cut_episodes']} cut)"),
+        ("steps / frames", f"{s['steps']} / {s['frames']}"),
+        ("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}"),
+        ("episode length", fmt(s["length_mean"])),
+        ("nonzero rewards / life losses", f"{s['nonzero_rewards']} / {s['life_losses']}"),
+        ("actions", "  ".join(f"{k}:{v}" for k, v in s["action_histogram"].items())),
+        ("frames", "x".join(map(str, s["frame_shape"])) + " uint8"),
+        ("protocol", ", ".join(f"{k}={v}" for k, v in s["protocol"].items())),
+        ("on disk", f"{s['disk_bytes'] / 1e6:.1f} MB"),
+    ]

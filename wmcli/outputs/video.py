@@ -1,0 +1,146 @@
+"""Frames to files people can watch: mp4, gif, png strips and grids, and y4m streams for pipes.
+
+All functions take uint8 frames (..., H, W, 3). Frames are upscaled by nearest neighbour
+(`scale`), so 64x64 Atari pixels stay sharp. `side_by_side` and `grid_of` lay rollouts out in
+one frame (`wmcli imagine --compare`, `--batch`); `write_grid` writes rows x columns of frames
+as one png; `read_video` reads mp4/gif back (for `wmcli fvd`). The y4m stream (`Y4MWriter`) is
+uncompressed YUV 4:4:4 that ffmpeg and most players read from a pipe:
+`wmcli imagine ... -o - | ffmpeg -i - out.mp4`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import BinaryIO
+
+import imageio.v3 as iio
+import numpy as np
+
+from wmcli.base.atomic import atomic_path
+from wmcli.base.errors import WmcliError
+
+VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
+
+
+def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of (..., H, W, 3) by an integer factor."""
+    if scale == 1:
+        return frames
+    return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
+def tile(frames: np.ndarray, cols: int | None = None, gap: int = 1) -> np.ndarray:
+    """(N, ..., H, W, 3) -> (..., rows*H, cols*W, 3): N images side by side in a grid, with
+    `gap` black pixels between them."""
+    N = frames.shape[0]
+    cols = cols or math.ceil(math.sqrt(N))
+    rows = math.ceil(N / cols)
+    *lead, H, W, C = frames.shape[1:]
+    out = np.zeros((*lead, rows * (H + gap) - gap, cols * (W + gap) - gap, C), dtype=frames.dtype)
+    for i in range(N):
+        r, c = divmod(i, cols)
+        out[..., r * (H + gap) : r * (H + gap) + H, c * (W + gap) : c * (W + gap) + W, :] = frames[i]
+    return out
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) twice -> (..., H, 2W + 1, 3): left | right, one black column between."""
+    return tile(np.stack([left, right]), cols=2)
+
+
+def grid_of(frames: np.ndarray) -> np.ndarray:
+    """B rollouts (B, ..., H, W, 3) -> (..., H', W', 3): in a grid of ceil(sqrt(B)) columns."""
+    return tile(frames, cols=math.ceil(math.sqrt(len(frames))))
+
+
+def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale: int = 4) -> Path:
+    """Write (T, H, W, 3) uint8 frames by extension: .mp4 (H.264), .gif, or .png (one strip, time left to right)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise WmcliError(f"cannot write {path}: use one of {', '.join(VIDEO_SUFFIXES)} (or - for a y4m stream)")
+    if len(frames) == 0:
+        raise WmcliError(f"cannot write {path}: no frames")
+    frames = upscale(np.asarray(frames, dtype=np.uint8), scale)
+    with atomic_path(path) as tmp:  # the temporary name keeps the suffix imageio goes by
+        if suffix == ".png":
+            iio.imwrite(tmp, tile(frames, cols=len(frames)))
+        elif suffix == ".gif":
+            iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
+        else:
+            # Players want yuv420p, which needs an even width and height; otherwise yuv444p (the
+            # [real | dream] panels of imagine --compare are 2W + 1 wide). macro_block_size=1 keeps
+            # our exact size.
+            odd = frames.shape[1] % 2 or frames.shape[2] % 2
+            iio.imwrite(tmp, frames, fps=fps, codec="libx264", macro_block_size=1,
+                        pixelformat="yuv444p" if odd else "yuv420p")
+    return path
+
+
+def write_grid(path: str | Path, frames: np.ndarray, scale: int = 4, gap: int = 1) -> Path:
+    """Write (R, C, H, W, 3) uint8 frames as one png of R rows and C columns, `gap` black pixels
+    (before upscaling) between them."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise WmcliError(f"cannot write the grid {path}: use a .png file")
+    R, C = frames.shape[:2]
+    grid = tile(np.asarray(frames, dtype=np.uint8).reshape(R * C, *frames.shape[2:]), cols=C, gap=gap)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, upscale(grid, scale))
+    return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Every frame of an .mp4 or .gif as (T, H, W, 3) uint8 RGB."""
+    path = Path(path)
+    try:
+        frames = iio.imread(path, index=None)
+    except Exception as e:  # noqa: BLE001 - imageio's plugins raise many kinds for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WmcliError(f"cannot read the video {path} ({first[:160]})") from None
+    frames = np.asarray(frames)
+    if frames.ndim == 3:  # one frame, or grey frames (T, H, W)
+        frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None]
+    if frames.shape[-1] == 1:
+        frames = frames.repeat(3, axis=-1)
+    return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
+
+
+def rgb_to_yuv444(frame: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB -> planar Y, U, V bytes (BT.601, full range, as y4m's C444 with XCOLORRANGE=FULL)."""
+    f = frame.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    u = 128 + (-0.168736 * r - 0.331264 * g + 0.5 * b)
+    v = 128 + (0.5 * r - 0.418688 * g - 0.081312 * b)
+    return np.clip(np.rint(np.stack([y, u, v])), 0, 255).astype(np.uint8).tobytes()
+
+
+class Y4MWriter:
+    """Streams frames as YUV4MPEG2 (4:4:4, full range) to a binary stream, one frame at a time."""
+
+    def __init__(self, stream: BinaryIO, width: int, height: int, fps: int = 15):
+        self.stream = stream
+        self.shape = (height, width)
+        stream.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C444 XCOLORRANGE=FULL\n".encode())
+
+    def write(self, frame: np.ndarray) -> None:
+        assert frame.shape[:2] == self.shape, (frame.shape, self.shape)
+        self.stream.write(b"FRAME\n" + rgb_to_yuv444(frame))
+        self.stream.flush()
+
+
+def read_y4m(data: bytes) -> np.ndarray:
+    """Parse a 4:4:4 y4m byte string back into (T, 3, H, W) uint8 Y, U, V planes (for tests and tools)."""
+    header, _, rest = data.partition(b"\n")
+    fields = dict((f[:1].decode(), f[1:].decode()) for f in header.split()[1:])
+    W, H = int(fields["W"]), int(fields["H"])
+    size = 3 * H * W
+    frames = []
+    while rest:
+        assert rest.startswith(b"FRAME"), rest[:10]
+        rest = rest.partition(b"\n")[2]
+        frames.append(np.frombuffer(rest[:size], dtype=np.uint8).reshape(3, H, W))
+        rest = rest[size:]
+    return np.stack(frames) if frames else np.zeros((0, 3, H, W), np.uint8)

@@ -1,0 +1,187 @@
+"""Training the world model: the denoiser and the reward/end model, in one explicit loop.
+
+Each step draws one batch of segments for each model from the held-in episodes, takes one
+AdamW step on each, and (every so often) logs, validates on held-out episodes
+(wmcli.world.measure) and saves a checkpoint. Randomness is counter-based: step k of rank r
+draws from generators seeded by (seed, r, k), so a resumed run replays exactly what a straight
+run would have done. On CUDA: autocast (bf16, or fp16 with a grad scaler), fused AdamW, TF32,
+channels_last, optional torch.compile, pinned non-blocking host-to-device copies. Under
+torchrun: DDP (NCCL on CUDA, gloo on CPU), each rank sampling its own segments, rank 0 alone
+writing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wmcli.base.checkpoint import checkpoint_to_resume, save_checkpoint
+from wmcli.base.config import Recipe
+from wmcli.base.errors import WmcliError
+from wmcli.base.progress import Progress
+from wmcli.base.recipe import check_resume_recipe
+from wmcli.base.runtime import Runtime, agree, lr_at, make_optimizer, step_generators, unwrap
+from wmcli.data.buffer import EpisodeBuffer
+from wmcli.data.store import Store, split_episodes
+from wmcli.training.loop import MetricsLog, check_finite, ddp
+from wmcli.world.batches import DenoiserLoss, RewEndLoss, denoiser_batch, denoiser_noise, rew_end_batch
+from wmcli.world.measure import validate
+from wmcli.world.world_model import build_networks
+
+RESUMABLE_KEYS = {"steps", "log_every", "val_every", "checkpoint_every"}
+"""train_wm keys that may change between a run and its resumption."""
+
+
+def train_world_model(
+    recipe: Recipe,
+    store_path: Path,
+    out: Path,
+    rt: Runtime,
+    resume: bool = False,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    max_seconds: float | None = None,
+) -> dict:
+    """Train the denoiser and reward/end model of `recipe` on a store; checkpoints to `out`.
+
+    The recipe's env section is replaced by the store's protocol. max_seconds: stop (validate,
+    save) after the first step past this wall-clock budget.
+    """
+    cfg = recipe.train_wm
+    out = Path(out)
+    store = Store.open(store_path)
+    spec = store.spec
+    H, W, C = spec.frame_shape
+    if H != recipe.env.frame_size:
+        raise WmcliError(
+            f"store {store_path} has {H}x{W} frames but the recipe's env.frame_size is {recipe.env.frame_size}; "
+            f"pass --set env.frame_size={H} or use a store collected at that size"
+        )
+    recipe = replace(recipe, env=spec.config)
+    ckpt = checkpoint_to_resume(out, "world_model", resume, overwrite)
+    if ckpt is not None:
+        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("env", "denoiser", "reward_end", "sampler", "train_wm"),
+                            "train_wm", RESUMABLE_KEYS)
+
+    paths = store.episode_paths()
+    if not paths:
+        raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
+    train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
+    train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths)
+    val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
+
+    torch.manual_seed(cfg.seed)
+    denoiser, rew_end = build_networks(recipe, spec.num_actions)
+    start = 0
+    if ckpt is not None:
+        denoiser.load_state_dict(ckpt["models"]["denoiser"])
+        rew_end.load_state_dict(ckpt["models"]["rew_end"])
+        start = ckpt["step"]
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    denoiser.to(rt.device, memory_format=memory)
+    rew_end.to(rt.device, memory_format=memory)
+    opt_den, opt_rew = make_optimizer(denoiser, cfg, rt), make_optimizer(rew_end, cfg, rt)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
+    if ckpt is not None:
+        opt_den.load_state_dict(ckpt["resume"]["opt_denoiser"])
+        opt_rew.load_state_dict(ckpt["resume"]["opt_rew_end"])
+        scaler.load_state_dict(ckpt["resume"]["scaler"])
+
+    den_loss = ddp(DenoiserLoss(denoiser, cfg.autoregressive_steps), rt)
+    rew_loss = ddp(RewEndLoss(rew_end), rt)
+    if rt.compile:
+        den_loss, rew_loss = torch.compile(den_loss), torch.compile(rew_loss)
+
+    metrics_path = out.with_suffix(".metrics.jsonl")
+    n = recipe.denoiser.num_context
+    B = max(1, cfg.batch_size // rt.world_size)  # per-rank batches
+    Br = max(1, cfg.rew_end_batch_size // rt.world_size)
+    last_val: dict = {}
+    sums = {"losses/denoiser": 0.0, "losses/rew_end": 0.0}
+    count, t0, samples = 0, time.perf_counter(), 0
+    t_start = t0
+    done = start
+
+    def save(step: int) -> None:
+        if not rt.is_main:
+            return
+        save_checkpoint(out, {
+            "kind": "world_model", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step,
+            "store": str(store_path), "val_metrics": last_val,
+            "models": {"denoiser": unwrap(denoiser).state_dict(), "rew_end": unwrap(rew_end).state_dict()},
+            "resume": {"opt_denoiser": opt_den.state_dict(), "opt_rew_end": opt_rew.state_dict(),
+                       "scaler": scaler.state_dict()},
+        })
+
+    with MetricsLog(metrics_path, enabled=rt.is_main) as log:
+        for step in range(start, cfg.steps):
+            rng, g = step_generators(cfg.seed, rt.rank, step, rt.device)
+            lr = lr_at(step, cfg)
+            for opt in (opt_den, opt_rew):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            denoiser.train()
+            rew_end.train()
+
+            # Denoiser step.
+            batch = denoiser_batch(train_buf, rng, cfg, n, rt, B, cfg.sample_weights)
+            draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, cfg.autoregressive_steps)
+            with rt.autocast():
+                loss_d = den_loss(batch["obs"], batch["act"], batch["mask"], **draws)
+            opt_den.zero_grad(set_to_none=True)
+            scaler.scale(loss_d).backward()
+            scaler.unscale_(opt_den)
+            nn.utils.clip_grad_norm_(denoiser.parameters(), cfg.grad_clip_denoiser)
+            scaler.step(opt_den)
+
+            # Reward/end step.
+            rb = rew_end_batch(train_buf, rng, cfg, rt, Br, cfg.sample_weights)
+            with rt.autocast():
+                loss_r = rew_loss(rb["obs"], rb["act"], rb["next_obs"], rb["rew"], rb["end"], rb["mask"])
+            opt_rew.zero_grad(set_to_none=True)
+            scaler.scale(loss_r).backward()
+            scaler.unscale_(opt_rew)
+            nn.utils.clip_grad_norm_(rew_end.parameters(), cfg.grad_clip_rew_end)
+            scaler.step(opt_rew)
+            scaler.update()
+
+            ld, lr_ = loss_d.item(), loss_r.item()
+            check_finite({"denoiser": ld, "reward/end": lr_}, step + 1, out, "training",
+                         "lower train_wm.lr or use --precision fp32")
+            sums["losses/denoiser"] += ld
+            sums["losses/rew_end"] += lr_
+            count += 1
+            samples += B * rt.world_size
+            done = step + 1
+            out_of_time = max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt)
+            last = done == cfg.steps or out_of_time
+            if done % cfg.log_every == 0 or last:
+                dt = time.perf_counter() - t0
+                m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
+                     "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt}
+                if val_buf is not None and rt.is_main and (done % cfg.val_every == 0 or last):
+                    last_val = validate(unwrap(denoiser), unwrap(rew_end), val_buf, recipe, rt)
+                    m.update(last_val)
+                log.write(m, done)
+                if on_progress:
+                    on_progress(Progress("train-wm", done, cfg.steps, "steps", {
+                        "denoiser": m["losses/denoiser"], "rew_end": m["losses/rew_end"],
+                        "samples/s": samples / dt}, m))
+                sums = dict.fromkeys(sums, 0.0)
+                count, samples, t0 = 0, 0, time.perf_counter()
+            if done % cfg.checkpoint_every == 0 or last:
+                save(done)
+            if out_of_time:
+                break
+    return {
+        "checkpoint": str(out), "metrics": str(metrics_path), "steps": done, "resumed_from": start,
+        "seconds": time.perf_counter() - t_start,
+        "train_episodes": train_buf.num_episodes, "val_episodes": val_buf.num_episodes if val_buf else 0,
+        "val": last_val, "device": str(rt.device), "precision": rt.precision, "world_size": rt.world_size,
+    }

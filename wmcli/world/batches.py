@@ -1,0 +1,101 @@
+"""What the world model's two networks are fed, in training and in measurement alike.
+
+`denoiser_batch` and `rew_end_batch` turn segments of real episodes (wmcli.data.buffer) into
+model inputs on the runtime's device; `denoiser_noise` draws every random number one denoiser
+loss needs from one generator. `DenoiserLoss` is the denoiser's objective with DIAMOND's
+autoregressive step, and `RewEndLoss` the reward/end model's, each a module with one forward
+so DDP and torch.compile can wrap it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from wmcli.base.config import TrainWMConfig
+from wmcli.base.frames import to_float
+from wmcli.base.runtime import Runtime, to_device
+from wmcli.data.buffer import EpisodeBuffer
+from wmcli.models.denoiser import Denoiser
+from wmcli.models.reward_end import RewEndModel
+
+
+def denoiser_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConfig, n: int, rt: Runtime,
+                   batch_size: int, weights=None) -> dict:
+    """Segments of n context frames + 1 + autoregressive targets; the first target is always real.
+    weights: EpisodeBuffer.sample's chunk weights (training), or None (uniform: measurement)."""
+    ar = cfg.autoregressive_steps
+    seg = buf.sample(rng, batch_size, n + 1 + ar, pad_before=n - 1, pad_after=ar, weights=weights)
+    return {"obs": to_float(to_device(seg.obs, rt)), "act": to_device(seg.act, rt), "mask": to_device(seg.mask, rt)}
+
+
+def rew_end_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConfig, rt: Runtime, batch_size: int,
+                  weights=None) -> dict:
+    """Sequences of rew_end_seq_len transitions (frame t, action, frame t+1), which may run past the end.
+    weights as in denoiser_batch."""
+    L = cfg.rew_end_seq_len
+    seg = buf.sample(rng, batch_size, L + 1, pad_before=0, pad_after=L - 1, weights=weights)
+    frames = to_float(to_device(seg.obs, rt))
+    end = seg.end | seg.life_loss if cfg.end_on_life_loss else seg.end
+    return {
+        "obs": frames[:, :-1], "next_obs": frames[:, 1:], "act": to_device(seg.act[:, :-1], rt),
+        "rew": to_device(seg.rew[:, :-1], rt), "end": to_device(end[:, :-1], rt),
+        "mask": to_device(seg.mask[:, 1:], rt),  # a transition is real when the frame after it is
+    }
+
+
+def denoiser_noise(denoiser: Denoiser, batch_size: int, shape, g: torch.Generator, rt: Runtime, ar: int) -> dict:
+    """Every random draw of one denoiser loss, from generator g."""
+    k = 1 + ar
+    dc = denoiser.cfg
+    out = {"noise": torch.randn((k, batch_size, *shape), generator=g, device=rt.device),
+           "offset": torch.randn((k, batch_size, shape[0], 1, 1), generator=g, device=rt.device)}
+    if dc.formulation == "edm":
+        out["level"] = torch.stack([denoiser.sample_train_sigma(batch_size, g, rt.device) for _ in range(k)])
+    else:
+        out["level"] = torch.randint(0, dc.ddpm_timesteps, (k, batch_size), generator=g, device=rt.device)
+    if dc.context_noise_max > 0:
+        out["ctx_sigma"] = torch.rand(batch_size, generator=g, device=rt.device) * dc.context_noise_max
+        out["ctx_noise"] = torch.randn((k, batch_size, dc.num_context, *shape), generator=g, device=rt.device)
+    return out
+
+
+class DenoiserLoss(nn.Module):
+    """The denoiser's training loss on one batch of segments, with DIAMOND's autoregressive step."""
+
+    def __init__(self, denoiser: Denoiser, autoregressive_steps: int):
+        super().__init__()
+        self.denoiser = denoiser
+        self.ar = autoregressive_steps
+
+    def forward(self, obs: Tensor, act: Tensor, mask: Tensor, noise: Tensor, level: Tensor, offset: Tensor,
+                ctx_sigma: Tensor | None = None, ctx_noise: Tensor | None = None) -> Tensor:
+        """obs (B, n+1+ar, 3, H, W), act (B, n+1+ar), mask (B, n+1+ar); for each target in turn:
+        noise (1+ar, B, 3, H, W), level (1+ar, B), offset (1+ar, B, 3, 1, 1), and with noise
+        augmentation ctx_sigma (B,) and standard-normal ctx_noise (1+ar, B, n, 3, H, W)."""
+        d = self.denoiser
+        n = d.cfg.num_context
+        ctx = obs[:, :n]
+        total = obs.new_zeros(())
+        for k in range(1 + self.ar):
+            ctx_in, ctx_act = ctx, act[:, k : k + n]
+            if ctx_sigma is not None:  # noise augmentation of the context frames
+                ctx_in = ctx + ctx_sigma[:, None, None, None, None] * ctx_noise[k]
+            target = obs[:, n + k]
+            loss, denoised = d.loss(target, ctx_in, ctx_act, noise[k], level[k], mask[:, n + k], offset[k],
+                                    ctx_sigma, return_denoised=True)
+            total = total + loss
+            # The next target is predicted from the model's own (detached) estimate of this one.
+            ctx = torch.cat([ctx[:, 1:], denoised.detach().clamp(-1, 1)[:, None]], dim=1)
+        return total / (1 + self.ar)
+
+
+class RewEndLoss(nn.Module):
+    def __init__(self, model: RewEndModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, obs, act, next_obs, rew, end, mask):
+        loss, _ = self.model.loss(obs, act, next_obs, rew, end, mask)
+        return loss
