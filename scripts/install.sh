@@ -5,8 +5,11 @@
 # right torch build first, then wmcli itself (editable) with its extras:
 #   - a machine with an NVIDIA GPU (nvidia-smi lists one) gets PyPI's CUDA build of torch;
 #   - any other machine gets a CPU build: a local CPU wheel when pip can see one (no download),
-#     else PyTorch's CPU index. WMCLI_TORCH=cpu or WMCLI_TORCH=cuda overrides the choice.
-# --test adds the test tools (pytest) and MinAtar.
+#     else torch from pip's configured index, or from WMCLI_TORCH_INDEX when it is set (e.g.
+#     PyTorch's own CPU-only index, whose address PyTorch's install page gives).
+# WMCLI_TORCH=cpu or WMCLI_TORCH=cuda overrides the choice. Every package comes from pip's own
+# configuration (pip.conf, PIP_INDEX_URL); this script names no package index.
+# --test adds the test tools (pytest, MinAtar, matplotlib, tensorboard).
 set -eu
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
@@ -44,10 +47,13 @@ else
      && ls "$tmp" | grep -q '+cpu'; then
     echo "install.sh: installing torch $TORCH_VERSION (CPU build, local wheel)" >&2
     $pip install "torch==$TORCH_VERSION"
+  elif [ -n "${WMCLI_TORCH_INDEX:-}" ]; then
+    echo "install.sh: installing torch $TORCH_VERSION (CPU build) from $WMCLI_TORCH_INDEX" >&2
+    $pip install "torch==$TORCH_VERSION" --index-url "$WMCLI_TORCH_INDEX"
   else
-    echo "install.sh: installing torch $TORCH_VERSION (CPU build, PyTorch CPU index)" >&2
-    $pip install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
-      --extra-index-url https://pypi.org/simple
+    echo "install.sh: installing torch $TORCH_VERSION from pip's configured index" >&2
+    echo "install.sh: (on Linux that may be a CUDA build of several GB; set WMCLI_TORCH_INDEX to PyTorch's CPU-only index for a small one)" >&2
+    $pip install "torch==$TORCH_VERSION"
   fi
   rm -rf "$tmp"
 fi

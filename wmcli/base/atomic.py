@@ -73,7 +73,25 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False):
 def unwritable(path: str | os.PathLike, e: OSError) -> WmcliError:
     """The one message for a place wmcli cannot write."""
     why = e.strerror or type(e).__name__
+    blocked = next((p for p in Path(path).parents if p.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        why = f"{blocked} is a file, not a folder"
     return WmcliError(f"cannot write {path} ({why}); choose a writable place (or free some space)")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, with one clear line, when `path` could not be written later (its folder cannot be
+    made, or does not take new files): long work checks its outputs before it starts."""
+    path = Path(path)
+    make_parent(path)
+    probe = temp_path(path)
+    try:
+        probe.touch()
+    except OSError as e:
+        raise unwritable(path, e) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
 
 
 def make_parent(path: str | os.PathLike) -> None:

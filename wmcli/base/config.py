@@ -424,8 +424,8 @@ class Recipe:
         if SAMPLERS[self.sampler.name] != self.denoiser.formulation:
             fits = [s for s, f in SAMPLERS.items() if f == self.denoiser.formulation]
             raise ConfigValueError("sampler.name", self.sampler.name,
-                                   f"needs a {SAMPLERS[self.sampler.name]} denoiser, but denoiser.formulation is "
-                                   f"{self.denoiser.formulation}; use {' or '.join(fits)}")
+                                   f"works only with an {SAMPLERS[self.sampler.name]} denoiser, but "
+                                   f"denoiser.formulation is {self.denoiser.formulation} (use {' or '.join(fits)})")
 
     def to_dict(self) -> dict:
         return _to_plain(asdict(self))

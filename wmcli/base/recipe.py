@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import itertools
+import re
 import types
 import typing
 from pathlib import Path
@@ -129,11 +131,13 @@ def list_recipes() -> list[str]:
 
 
 def recipe_summaries() -> list[dict]:
-    """Each built-in recipe's name, file and first comment line (what it is for)."""
+    """Each built-in recipe's name, file and what it is for (the first sentence of its opening comment)."""
     out = []
     for name in list_recipes():
         path = RECIPES_DIR / f"{name}.yaml"
-        about = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+        lines = path.read_text().splitlines()
+        head = " ".join(line.lstrip("#").strip() for line in itertools.takewhile(lambda x: x.startswith("#"), lines))
+        about = re.split(r"(?<=[.;])\s", head, maxsplit=1)[0]
         out.append({"name": name, "path": str(path), "about": about})
     return out
 

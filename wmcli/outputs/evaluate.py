@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wmcli.base.atomic import check_writable
 from wmcli.base.checkpoint import checkpoint_kind
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every, Progress
@@ -128,8 +129,10 @@ def evaluate_policy(
         raise WmcliError(f"--episodes must be at least 1, got {episodes}")
     if max_steps is not None and max_steps < 1:
         raise WmcliError(f"max_steps must be at least 1, got {max_steps}")
-    if video_path is not None and Path(video_path).suffix.lower() not in (".mp4", ".gif"):
-        raise WmcliError(f"cannot write the video to {video_path}: use a .mp4 or .gif file")
+    if video_path is not None:
+        if Path(video_path).suffix.lower() not in (".mp4", ".gif"):
+            raise WmcliError(f"cannot write the video to {video_path}: use a .mp4 or .gif file")
+        check_writable(video_path)
     seed = draw_seed(seed)
     if policy is None:
         policy = RandomPolicy(spec.num_actions, np.random.default_rng(seed))

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from wmcli.base.atomic import atomic_path
+from wmcli.base.atomic import atomic_path, check_writable
 from wmcli.base.config import SAMPLERS, SamplerConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float, to_uint8
@@ -344,7 +344,6 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
         arrays = {"videos": d.frames, "context": ctx.obs, "actions": d.act}
         if cfg.compare:
             arrays["real"] = ctx.real_obs
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(output) as tmp:
             np.savez_compressed(tmp, **arrays)
         written.append(output)
@@ -405,6 +404,8 @@ def _check_options(output: str, cfg: ImagineConfig) -> ImagineConfig:
         raise WmcliError("--compare plays the store's real actions; drop --actions/--agent")
     if cfg.show_denoising is not None and Path(cfg.show_denoising).suffix.lower() != ".png":
         raise WmcliError(f"--show-denoising writes a grid image: use a .png file, not {cfg.show_denoising}")
+    for path in ([] if output == "-" else [output.replace("{i}", "0")]) + [cfg.show_denoising] * (cfg.show_denoising is not None):
+        check_writable(path)
     return cfg
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from wmcli.base.atomic import atomic_path
+from wmcli.base.atomic import atomic_path, check_writable
 from wmcli.base.errors import WmcliError
 
 
@@ -55,6 +55,7 @@ def plot_run(path: Path, out: Path | None = None) -> dict:
         files = {"agent" if "losses/actor" in path.read_text()[:4000] else "wm": path}
     else:
         raise WmcliError(f"{path} not found; pass a run folder (wmcli run) or a *.metrics.jsonl file")
+    check_writable(out)
     data = {k: read_jsonl(f) for k, f in files.items() if f.exists()}
     if not any(data.values()):
         raise WmcliError(f"no metrics in {path}: expected metrics.jsonl, wm.metrics.jsonl or agent.metrics.jsonl")
