@@ -158,3 +158,15 @@ def test_training_writes_tensorboard_events_beside_its_metrics(micro_wm):
     names = {k for k, v in line.items() if isinstance(v, float)}
     assert names and names <= set(events.Tags()["scalars"])
     assert np.isclose(events.Scalars("losses/denoiser")[-1].value, line["losses/denoiser"])
+
+
+def test_training_recipes(micro_wm, tmp_path):
+    from wmcli.training import train_agent, train_wm
+
+    assert train_wm.training_recipe(None, steps=9).train_wm.steps == 9
+    assert train_wm.training_recipe(None, out=micro_wm, resume=True).denoiser.unet.channels == (8, 8)
+    assert train_wm.training_recipe(None, out=micro_wm, resume=False) == load_recipe("tiny")  # not resuming
+    from_wm = train_agent.training_recipe(None, micro_wm, ["train_agent.horizon=3"], tmp_path / "new.pt", steps=2)
+    assert from_wm.actor_critic.channels == (4, 4) and from_wm.train_agent.horizon == 3
+    assert from_wm.train_agent.steps == 2
+    assert train_agent.training_recipe("minatar", micro_wm).env.game == "minatar:Breakout"

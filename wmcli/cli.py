@@ -147,13 +147,11 @@ def train_wm(
     torchrun --nproc-per-node N -m wmcli train-wm ...
     """
     with _user_errors():
-        from wmcli.base.checkpoint import recipe_for
         from wmcli.base.runtime import make_runtime
         from wmcli.data.store import store_for
-        from wmcli.training.train_wm import train_world_model
+        from wmcli.training.train_wm import train_world_model, training_recipe
 
-        overrides = list(set_ or []) + ([f"train_wm.steps={steps}"] if steps else [])
-        rec = recipe_for(recipe, overrides, inherit=((output, "world_model"),) if resume else ())
+        rec = training_recipe(recipe, list(set_ or []), output, resume, steps)
         store_path = store_for(store, env)
         rt = make_runtime(device, precision, compile_)
         with console.progress(rt.is_main) as report:
@@ -199,13 +197,11 @@ def train_agent(
     Multi-GPU: torchrun --nproc-per-node N -m wmcli train-agent ...
     """
     with _user_errors():
-        from wmcli.base.checkpoint import recipe_for
         from wmcli.base.runtime import make_runtime
         from wmcli.training.train_agent import train_agent as run_train_agent
+        from wmcli.training.train_agent import training_recipe
 
-        overrides = list(set_ or []) + ([f"train_agent.steps={steps}"] if steps else [])
-        inherit = ((output, "agent"),) if resume else ()
-        rec = recipe_for(recipe, overrides, inherit=(*inherit, (world_model, "world_model")))
+        rec = training_recipe(recipe, world_model, list(set_ or []), output, resume, steps)
         rt = make_runtime(device, precision, compile_)
         with console.progress(rt.is_main) as report:
             result = run_train_agent(rec, world_model, output, rt, store_path=store, resume=resume,
@@ -439,7 +435,7 @@ def fvd(
     temporal-consistency score (docs/metrics.md).
     """
     with _user_errors():
-        from wmcli.outputs.fvd import FvdConfig, fvd_rows, fvd_of_paths
+        from wmcli.outputs.fvd import FvdConfig, fvd_of_paths, fvd_rows
 
         cfg = FvdConfig(clip_len=clip_len, size=size, max_clips_per_video=max_clips_per_video, batch_size=batch_size)
         with console.progress() as report:

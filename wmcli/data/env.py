@@ -14,7 +14,7 @@ An ALE game runs on one of two paths that give the same frames for the same no-o
 MinAtar games (`minatar:Breakout`) are drawn as RGB frames with a fixed palette: the fast games
 for CPU experiments.
 
-Only this file and store.py see frames as uint8 (H, W, 3) arrays.
+Only the data layer (wmcli/data/) sees frames as uint8 (H, W, 3) arrays.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ entropy bonus, with rewards sign-clipped (DIAMOND, Appendix; Hafner et al. for l
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 

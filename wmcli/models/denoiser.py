@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcli.base.config import DenoiserConfig
-from wmcli.models.nets import FourierFeatures, UNet, UNetConfig
+from wmcli.models.nets import FourierFeatures, UNet
 
 
 def ddpm_alphas_cumprod(T: int, schedule: str) -> Tensor:

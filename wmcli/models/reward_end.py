@@ -8,7 +8,6 @@ the real context frames, then reward and end are sampled from its outputs.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

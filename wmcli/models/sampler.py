@@ -10,11 +10,13 @@ a denoiser callable, the starting noise and a `torch.Generator`, and runs any nu
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from wmcli.base.config import SAMPLERS, SamplerConfig
 from wmcli.base.errors import WmcliError
+
 
 def check_compatible(sampler: str, formulation: str) -> None:
     """Refuse a sampler that does not fit the model's formulation, with what would fit."""

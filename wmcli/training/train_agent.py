@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from wmcli.base.checkpoint import checkpoint_to_resume, save_checkpoint
+from wmcli.base.checkpoint import checkpoint_to_resume, recipe_for, save_checkpoint
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
@@ -73,6 +73,16 @@ class AgentLoss(nn.Module):
         metrics["dream/return"] = (rew * mask).sum(1).mean().detach()
         metrics["dream/end_rate"] = (end & mask).any(1).float().mean()
         return loss, metrics
+
+
+def training_recipe(name: str | None, world_model: Path, overrides: list[str] = (), out: Path | None = None,
+                    resume: bool = False, steps: int | None = None) -> Recipe:
+    """The recipe `wmcli train-agent` trains with: `name`; else, with `resume`, the recipe stored
+    in `out`; else the world model's own (its actor_critic/train_agent sections). `--set`
+    overrides and `steps` (train_agent.steps) applied."""
+    overrides = [*overrides, *([f"train_agent.steps={steps}"] if steps else [])]
+    resumed = ((out, "agent"),) if resume else ()
+    return recipe_for(name, overrides, inherit=(*resumed, (world_model, "world_model")))
 
 
 def train_agent(

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wmcli.base.checkpoint import checkpoint_to_resume, save_checkpoint
+from wmcli.base.checkpoint import checkpoint_to_resume, recipe_for, save_checkpoint
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
@@ -35,6 +35,14 @@ from wmcli.world.world_model import build_networks
 
 RESUMABLE_KEYS = {"steps", "log_every", "val_every", "checkpoint_every"}
 """train_wm keys that may change between a run and its resumption."""
+
+
+def training_recipe(name: str | None, overrides: list[str] = (), out: Path | None = None, resume: bool = False,
+                    steps: int | None = None) -> Recipe:
+    """The recipe `wmcli train-wm` trains with: `name` (default tiny), or with `resume` and no name
+    the recipe stored in `out`; `--set` overrides and `steps` (train_wm.steps) applied."""
+    overrides = [*overrides, *([f"train_wm.steps={steps}"] if steps else [])]
+    return recipe_for(name, overrides, inherit=((out, "world_model"),) if resume else ())
 
 
 def train_world_model(

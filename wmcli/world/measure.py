@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from wmcli.base.config import Recipe
+from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float
 from wmcli.base.metrics import psnr_of_mse
 from wmcli.base.runtime import Runtime, step_generators
-from wmcli.base.errors import WmcliError
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.models.reward_end import precision_recall_f1, rew_end_loss
 from wmcli.world.batches import DenoiserLoss, denoiser_batch, denoiser_noise, rew_end_batch
