@@ -39,9 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter, finish, machine_info, median, print_machine, print_table, spread, wait_for_quiet  # noqa: E402
 
-import wmcli.data.collect  # noqa: E402
+import wmcli.data.play  # noqa: E402
+from wmcli.base.config import EnvConfig  # noqa: E402
 from wmcli.data.collect import collect  # noqa: E402
-from wmcli.data.env import EnvConfig, make_spec, make_vector_env  # noqa: E402
+from wmcli.data.env import make_spec, make_vector_env  # noqa: E402
 from wmcli.data.store import EpisodeWriter, Store  # noqa: E402
 
 
@@ -84,12 +85,12 @@ def _collect_with_unpinned_env(unpinned: bool):
     if not unpinned:
         yield
         return
-    original = wmcli.data.collect.make_vector_env
-    wmcli.data.collect.make_vector_env = lambda spec, n: make_vector_env(spec, n, pin_threads=False)
+    original = wmcli.data.play.make_vector_env
+    wmcli.data.play.make_vector_env = lambda spec, n: make_vector_env(spec, n, pin_threads=False)
     try:
         yield
     finally:
-        wmcli.data.collect.make_vector_env = original
+        wmcli.data.play.make_vector_env = original
 
 
 # ---- the runs ------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import count_flops, finish, machine_info, median, peak_gflops, print_machine, print_table, spread  # noqa: E402
 
+from wmcli.base.runtime import keep_large_allocations_on_heap  # noqa: E402
 from wmcli.outputs.frechet import frechet_distance_of_features  # noqa: E402
 from wmcli.outputs.fvd import prepare_clips  # noqa: E402
 from wmcli.outputs.i3d import InceptionI3d  # noqa: E402
-from wmcli.base.runtime import keep_large_allocations_on_heap  # noqa: E402
 
 VARIANTS = [("contiguous", 1), ("contiguous", 4), ("contiguous", 8), ("channels_last_3d", 1), ("channels_last_3d", 8)]
 DEFAULT = ("channels_last_3d", 8)  # wmcli fvd on the CPU

@@ -40,9 +40,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter, finish, machine_info, median, print_machine, print_table, spread  # noqa: E402
 
+from wmcli.base.config import EnvConfig  # noqa: E402
 from wmcli.data.buffer import EpisodeBuffer  # noqa: E402
 from wmcli.data.collect import collect  # noqa: E402
-from wmcli.data.env import EnvConfig, make_spec  # noqa: E402
+from wmcli.data.env import make_spec  # noqa: E402
 from wmcli.data.store import Store, summarize  # noqa: E402
 
 # (batch, seq_len, pad_before, pad_after): denoiser segments with 3 frames of padding allowed

@@ -37,8 +37,8 @@ from _common import count_flops, peak_gflops  # noqa: E402
 
 
 def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4):
-    from wmcli.models.denoiser import Denoiser
     from wmcli.base.recipe import load_recipe
+    from wmcli.models.denoiser import Denoiser
     from wmcli.models.sampler import sample_next_obs
     from wmcli.world.batches import DenoiserLoss
 

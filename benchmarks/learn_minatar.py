@@ -39,13 +39,13 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    from wmcli.base.recipe import load_recipe
+    from wmcli.base.runtime import make_runtime
     from wmcli.data.env import make_spec
     from wmcli.outputs.evaluate import evaluate_policy
     from wmcli.outputs.plot import plot_run
-    from wmcli.world.agent import AgentPolicy, load_agent
-    from wmcli.base.recipe import load_recipe
     from wmcli.run import run_loop
-    from wmcli.base.runtime import make_runtime
+    from wmcli.world.agent import AgentPolicy, load_agent
 
     run_dir = Path(args.run_dir)
     recipe = None if args.resume else load_recipe(args.recipe, args.set, game=args.game)

@@ -2,7 +2,7 @@
 
 1. Collect ~20k frames of random-policy play into a store (cached between runs).
 2. Train a recipe (default: tiny) for at most --minutes on this machine.
-3. On held-out episodes (wmcli.world.world_model.evaluate_world_model, as `wmcli eval wm.pt --store`):
+3. On held-out episodes (wmcli.world.measure.evaluate_world_model, as `wmcli eval wm.pt --store`):
    the next frame at 1 step, and 15-step rollouts under the real actions, each against the
    copy-last-frame baseline (PSNR of the MSE pooled over all compared frames: a copied frame
    is often exact, so per-frame PSNR would be infinite); reward and end precision/recall/F1
@@ -41,14 +41,14 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from wmcli.data.collect import collect
-    from wmcli.data.env import EnvConfig, make_spec
+    from wmcli.base.config import EnvConfig
     from wmcli.base.recipe import load_recipe
-    from wmcli.data.store import Store
     from wmcli.base.runtime import make_runtime
-    from wmcli.training.train_wm import train_world_model
     from wmcli.data.buffer import EpisodeBuffer
-    from wmcli.data.store import split_episodes
+    from wmcli.data.collect import collect
+    from wmcli.data.env import make_spec
+    from wmcli.data.store import Store, split_episodes
+    from wmcli.training.train_wm import train_world_model
     from wmcli.world.measure import evaluate_world_model
     from wmcli.world.world_model import load_world_model
 

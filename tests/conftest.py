@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from wmcli.base.config import EnvConfig
 from wmcli.data.collect import collect
-from wmcli.data.env import EnvConfig, make_spec
+from wmcli.data.env import make_spec
 from wmcli.data.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wmcli.models.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, lambda_returns
+from wmcli.base.config import ActorCriticConfig
+from wmcli.models.actor_critic import ActorCritic, actor_critic_loss, lambda_returns
 
 
 def test_diamond_sized_agent():

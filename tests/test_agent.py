@@ -9,16 +9,17 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import MICRO, run_wmcli
 from typer.testing import CliRunner
 
-from conftest import MICRO, run_wmcli
-from wmcli.models.actor_critic import ActorCriticConfig, actor_critic_loss
-from wmcli.data.buffer import EpisodeBuffer
 from wmcli.base.checkpoint import load_checkpoint
+from wmcli.base.config import ActorCriticConfig
 from wmcli.cli import app
+from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.store import Store
-from wmcli.world.world_model import load_world_model
+from wmcli.models.actor_critic import actor_critic_loss
 from wmcli.world.imagination import WorldModelEnv, WorldModelGymEnv, WorldModelVectorEnv
+from wmcli.world.world_model import load_world_model
 
 runner = CliRunner()
 
@@ -223,6 +224,7 @@ def test_recency_weights_reach_the_dream_contexts_and_training_batches(micro_wm,
     """train_agent.sample_weights reaches WorldModelEnv's contexts, and train_wm.sample_weights the
     denoiser and reward/end batches: with all weight on the newest chunk, only its episodes appear."""
     from conftest import random_episode
+
     from wmcli.base.recipe import load_recipe
     from wmcli.base.runtime import make_runtime
     from wmcli.world.batches import denoiser_batch, rew_end_batch

@@ -10,9 +10,9 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from conftest import run_wmcli
 from typer.testing import CliRunner
 
-from conftest import run_wmcli
 from wmcli import __version__
 from wmcli.cli import app
 
@@ -150,6 +150,7 @@ def test_ctrl_c_keeps_finished_episodes(tmp_path, num_envs):
     import time
 
     from conftest import popen_wmcli
+
     from wmcli.data.store import Store
 
     path = tmp_path / "s"

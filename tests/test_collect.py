@@ -7,11 +7,12 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import popen_wmcli, run_wmcli
+
+from wmcli.base.config import EnvConfig
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.collect import collect
-from wmcli.data.env import EnvConfig, make_spec
+from wmcli.data.env import make_spec
 from wmcli.data.store import Store, summarize
 
 

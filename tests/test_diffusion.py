@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from wmcli.models.denoiser import Denoiser, DenoiserConfig, ddpm_alphas_cumprod
+from wmcli.base.config import DenoiserConfig, UNetConfig
 from wmcli.base.errors import WmcliError
-from wmcli.models.nets import UNetConfig
+from wmcli.models.denoiser import Denoiser, ddpm_alphas_cumprod
 from wmcli.models.sampler import (
     SamplerConfig,
     ddim_timesteps,

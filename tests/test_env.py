@@ -6,8 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from wmcli.data.env import AreaResize, EnvConfig, make_env, make_spec, make_vector_env, resolve_game
+from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
+from wmcli.data.env import AreaResize, make_env, make_spec, make_vector_env, resolve_game
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,12 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import MICRO, run_wmcli
 from typer.testing import CliRunner
 
-from conftest import MICRO, run_wmcli
+from wmcli.base.config import EnvConfig
 from wmcli.cli import app
-from wmcli.data.env import EnvConfig, make_spec
+from wmcli.data.env import make_spec
 from wmcli.outputs.evaluate import ATARI_100K, HUMAN_RANDOM, evaluate_policy, human_normalized
 
 runner = CliRunner()
@@ -115,9 +116,9 @@ def test_cli_bad_input_is_one_line(args, words):
 @pytest.fixture(scope="module")
 def agent_ckpt(tmp_path_factory):
     """An untrained micro agent (uniform policy) for Breakout with a 400-frame cap."""
-    from wmcli.models.actor_critic import ActorCritic
     from wmcli.base.checkpoint import save_checkpoint
     from wmcli.base.recipe import load_recipe
+    from wmcli.models.actor_critic import ActorCritic
 
     recipe = load_recipe("tiny", MICRO)
     spec = make_spec(EnvConfig(game="Breakout", max_episode_frames=400))

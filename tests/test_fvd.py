@@ -12,11 +12,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from wmcli.cli import app
 from wmcli.base.errors import WmcliError
+from wmcli.base.metrics import change_errors, motion, ssim
+from wmcli.cli import app
 from wmcli.outputs.fvd import FvdConfig, clip_starts, compare_video_sets, open_videos, prepare_clips
 from wmcli.outputs.i3d import InceptionI3d, load_detector
-from wmcli.base.metrics import change_errors, motion, ssim
 from wmcli.outputs.video import write_frames
 
 # TorchScript is how the common FVD detector ships; recent torch releases mark its API deprecated.

@@ -10,11 +10,12 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import MICRO
 from typer.testing import CliRunner
 
-from conftest import MICRO
+from wmcli.base.config import EnvConfig
 from wmcli.cli import app
-from wmcli.data.env import EnvConfig, make_spec
+from wmcli.data.env import make_spec
 from wmcli.outputs.video import read_y4m, rgb_to_yuv444
 
 runner = CliRunner()
@@ -28,9 +29,9 @@ def imagine(*args: str):
 @pytest.fixture(scope="module")
 def agent_ckpt(tmp_path_factory):
     """An untrained micro agent for Breakout (a real checkpoint, as train-agent writes it)."""
-    from wmcli.models.actor_critic import ActorCritic
     from wmcli.base.checkpoint import save_checkpoint
     from wmcli.base.recipe import load_recipe
+    from wmcli.models.actor_critic import ActorCritic
 
     recipe = load_recipe("tiny", MICRO)
     spec = make_spec(EnvConfig(game="Breakout"))

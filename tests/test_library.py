@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MICRO
+
 from wmcli.base.checkpoint import checkpoint_kind, load_checkpoint, recipe_for
 from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError

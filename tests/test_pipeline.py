@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import run_wmcli
+
 from wmcli.data.store import Store
 
 NETS = [

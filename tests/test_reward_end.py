@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wmcli.models.reward_end import RewEndConfig, RewEndModel, precision_recall_f1
+from wmcli.base.config import RewEndConfig
+from wmcli.models.reward_end import RewEndModel, precision_recall_f1
 
 TINY = RewEndConfig(channels=(8, 8), depths=(1, 1), cond_channels=8, lstm_dim=16, attn_head_dim=4)
 

@@ -7,10 +7,10 @@ import signal
 import time
 
 import numpy as np
-
 from conftest import popen_wmcli, run_wmcli
-from wmcli.run import rare_reward_steps
+
 from wmcli.data.store import Store
+from wmcli.run import rare_reward_steps
 
 # MinAtar Breakout at 10x10, micro networks, 2 epochs: seconds, not minutes.
 MICRO_RUN = [

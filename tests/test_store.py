@@ -7,11 +7,12 @@ import json
 import h5py
 import numpy as np
 import pytest
-
 from conftest import random_episode
-from wmcli.data.buffer import EpisodeBuffer, recency_weights
-from wmcli.data.env import EnvConfig, make_spec
+
+from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
+from wmcli.data.buffer import EpisodeBuffer, recency_weights
+from wmcli.data.env import make_spec
 from wmcli.data.store import Store, summarize
 
 

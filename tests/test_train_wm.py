@@ -10,9 +10,9 @@ import sys
 import time
 
 import torch
+from conftest import MICRO, popen_wmcli, run_wmcli
 from typer.testing import CliRunner
 
-from conftest import MICRO, popen_wmcli, run_wmcli
 from wmcli.base.checkpoint import load_checkpoint, save_checkpoint
 from wmcli.cli import app
 
@@ -99,7 +99,8 @@ def test_ddp_two_cpu_processes(breakout_store, tmp_path):
 
 def test_bad_inputs(breakout_store, tmp_path):
     # An empty store.
-    from wmcli.data.env import EnvConfig, make_spec
+    from wmcli.base.config import EnvConfig
+    from wmcli.data.env import make_spec
     from wmcli.data.store import Store
 
     empty = Store.create_or_open(tmp_path / "empty", make_spec(EnvConfig(game="Pong")).to_dict())
@@ -174,8 +175,8 @@ def test_time_budget_stops_and_saves(breakout_store, tmp_path):
 def test_loaded_world_model_dreams_deterministically(breakout_store, tmp_path):
     import numpy as np
 
-    from wmcli.data.buffer import EpisodeBuffer
     from wmcli.base.frames import to_float
+    from wmcli.data.buffer import EpisodeBuffer
     from wmcli.world.world_model import load_world_model, rollout
 
     out = tmp_path / "wm.pt"

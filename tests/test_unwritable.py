@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import MICRO
 from typer.testing import CliRunner
 
-from conftest import MICRO
 from wmcli.cli import app
 
 runner = CliRunner()

@@ -260,7 +260,7 @@ def eval_(
                 result = evaluate_checkpoint(checkpoint, store, env, policy, episodes, num_envs, seed, mode, difficulty,
                                              epsilon, greedy, video, segments, horizon, on_progress=report)
             except KeyboardInterrupt:
-                raise WmcliError("interrupted before the world model's evaluation finished", exit_code=130) from None
+                raise WmcliError("interrupted before the evaluation finished", exit_code=130) from None
         if as_json:
             console.print_json(result)
         else:
