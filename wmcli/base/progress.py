@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 class Progress:
     """`done` of `total` `unit` of `task`, with named numbers shown beside it in order."""
 
-    task: str  # "collect", "train-wm", "train-agent", "eval", "imagine", "fvd"
+    task: str  # "collect Breakout", "train-wm", "train-agent", "eval Breakout", "imagine", "fvd": one bar each
     done: int
     total: int | None
     unit: str  # "steps", "episodes", "frames", "videos"

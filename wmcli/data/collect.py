@@ -136,7 +136,7 @@ class Collector:
         return self.steps - done_before
 
     def _progress(self, steps: int, total: int, seconds: float) -> Progress:
-        return Progress("collect", steps, total, "steps", {
+        return Progress(f"collect {self.spec.name}", steps, total, "steps", {
             "steps/s": steps / max(seconds, 1e-9), "episodes": self.written, "mean return": _mean(self.returns)})
 
     def close(self, write_unfinished: bool = True) -> None:

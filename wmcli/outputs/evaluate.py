@@ -145,7 +145,7 @@ def evaluate_policy(
 
     def report() -> None:
         rate = steps / max(time.perf_counter() - t0, 1e-9)
-        on_progress(Progress("eval", len(finished), episodes, "episodes",
+        on_progress(Progress(f"eval {spec.name}", len(finished), episodes, "episodes",
                              {"steps/s": rate, "mean return": _mean_return(finished)}))
 
     with stop_on_sigint() as stop:
