@@ -17,7 +17,7 @@ from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every
 from wmcli.base.recipe import load_recipe
-from wmcli.base.runtime import draw_seed
+from wmcli.base.seeds import draw_seed
 from wmcli.data.env import make_spec
 from wmcli.data.policy import RandomPolicy
 from wmcli.data.spec import EnvSpec

@@ -20,6 +20,7 @@ import typer
 
 from wmcli import __version__, console
 from wmcli.base.errors import WmcliError
+from wmcli.base.recipe import list_recipes
 
 app = typer.Typer(
     name="wmcli",
@@ -46,18 +47,33 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an unexpected error (also: WMCLI_DEBUG=1).")
+    ] = False,
 ) -> None:
     """Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure."""
+    if debug:
+        os.environ["WMCLI_DEBUG"] = "1"
 
 
 @contextlib.contextmanager
-def _user_errors():
-    """Expected failures end as one line on stderr and a non-zero exit, without a traceback."""
+def _user_errors(command: str):
+    """Expected failures end as one line on stderr and a non-zero exit, without a traceback; so does
+    anything unexpected (a bug), unless WMCLI_DEBUG=1 or --debug asks for the traceback."""
     try:
         yield
     except WmcliError as e:
         console.error(str(e))
         raise typer.Exit(code=e.exit_code) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if os.environ.get("WMCLI_DEBUG", "") not in ("", "0"):
+            raise
+        console.error(f"wmcli {command} failed unexpectedly: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                      f" (a bug in wmcli: rerun with `wmcli --debug ...` or WMCLI_DEBUG=1 for the full traceback, "
+                      f"and please report it)")
+        raise typer.Exit(code=1) from None
 
 
 def _minutes(m: float | None) -> float | None:
@@ -71,6 +87,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 o
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+RECIPES = ", ".join(list_recipes())  # the built-in recipes, for help texts
 
 
 @app.command()
@@ -101,13 +118,18 @@ def collect(
     Every episode is written the moment it ends, so Ctrl-C (or a crash) keeps all finished
     episodes; running again appends. The same --seed gives the same episodes.
     """
-    with _user_errors():
+    with _user_errors("collect"):
         from wmcli.data.collect import collect_into_store
+        from wmcli.data.policy import random_play
         from wmcli.data.store import summary_rows
-        from wmcli.world.agent import game_and_policy
 
-        play = game_and_policy(env, policy, seed, epsilon, env_options=dict(
-            frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty))
+        options = dict(frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty)
+        if policy == "random":  # no agent to load: torch is not imported, so random play starts at once
+            play = random_play(env, seed, options)
+        else:
+            from wmcli.world.agent import game_and_policy
+
+            play = game_and_policy(env, policy, seed, epsilon, env_options=options)
         with console.progress() as report:
             result = collect_into_store(play.spec, play.policy, play.seed, store, env_steps, num_envs, report)
         if as_json:
@@ -126,7 +148,7 @@ def train_wm(
     store: Annotated[Optional[Path], typer.Option(help="Store to train on (default: runs/<game>/store of --env).")] = None,
     env: Annotated[Optional[str], typer.Option("--env", help="Game, to find its default store.")] = None,
     recipe: Annotated[
-        Optional[str], typer.Option(help="Recipe: tiny, atari100k, or a YAML file (default: tiny; with --resume, the checkpoint's).")
+        Optional[str], typer.Option(help=f"Recipe: {RECIPES}, or a YAML file (default: tiny; with --resume, the checkpoint's).")
     ] = None,
     set_: SetOpt = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides train_wm.steps).")] = None,
@@ -146,7 +168,7 @@ def train_wm(
     tensorboard is installed), checkpoints to --output (atomically). Multi-GPU:
     torchrun --nproc-per-node N -m wmcli train-wm ...
     """
-    with _user_errors():
+    with _user_errors("train-wm"):
         from wmcli.base.runtime import make_runtime
         from wmcli.data.store import store_for
         from wmcli.training.train_wm import train_world_model, training_recipe
@@ -175,7 +197,7 @@ def train_agent(
     ] = None,
     recipe: Annotated[
         Optional[str],
-        typer.Option(help="Recipe for actor_critic/train_agent: tiny, atari100k or a YAML file "
+        typer.Option(help=f"Recipe for actor_critic/train_agent: {RECIPES}, or a YAML file "
                           "(default: the world model's; with --resume, the checkpoint's)."),
     ] = None,
     set_: SetOpt = None,
@@ -196,7 +218,7 @@ def train_agent(
     <output>.tensorboard/ when tensorboard is installed), checkpoints to --output (atomically).
     Multi-GPU: torchrun --nproc-per-node N -m wmcli train-agent ...
     """
-    with _user_errors():
+    with _user_errors("train-agent"):
         from wmcli.base.runtime import make_runtime
         from wmcli.training.train_agent import train_agent as run_train_agent
         from wmcli.training.train_agent import training_recipe
@@ -252,7 +274,7 @@ def eval_(
     measured on the store's held-out episodes: denoising loss, PSNR against copying the last
     frame, reward and end precision/recall. Ctrl-C stops and reports the finished episodes (exit 130).
     """
-    with _user_errors():
+    with _user_errors("eval"):
         from wmcli.outputs.evaluate import evaluate_checkpoint, result_rows
 
         with console.progress() as report:
@@ -275,7 +297,7 @@ def run(
     run_dir_arg: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", help="Run folder (same as --run-dir).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<game>-<recipe>).")] = None,
     env: Annotated[Optional[str], typer.Option("--env", help="Game (default: the recipe's env.game).")] = None,
-    recipe: Annotated[str, typer.Option(help="Recipe: tiny, minatar, atari100k or a YAML file.")] = "tiny",
+    recipe: Annotated[str, typer.Option(help=f"Recipe: {RECIPES}, or a YAML file.")] = "tiny",
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in DIR from its last finished epoch (its own recipe).")] = False,
     device: DeviceOpt = "auto",
@@ -290,7 +312,7 @@ def run(
 
     Killed at any moment, `wmcli run --resume DIR` continues from the last finished epoch.
     """
-    with _user_errors():
+    with _user_errors("run"):
         from wmcli.base.runtime import make_runtime
         from wmcli.run import run_loop, run_setup
 
@@ -315,7 +337,7 @@ def plot(
     as_json: JsonOpt = False,
 ) -> None:
     """Draw a run's curves to PNG: real-game returns, world-model and agent losses (needs matplotlib)."""
-    with _user_errors():
+    with _user_errors("plot"):
         from wmcli.outputs.plot import plot_run
 
         result = plot_run(path, output)
@@ -381,7 +403,7 @@ def imagine(
     context frames first. With -o -, stdout carries only the y4m stream:
     wmcli imagine wm.pt -o - | ffmpeg -i - dream.mp4
     """
-    with _user_errors():
+    with _user_errors("imagine"):
         from wmcli.outputs.imagine import ImagineConfig
         from wmcli.outputs.imagine import imagine as run_imagine
 
@@ -434,7 +456,7 @@ def fvd(
     When the sets pair up (same count, same lengths), also per-frame PSNR, SSIM and a
     temporal-consistency score (docs/metrics.md).
     """
-    with _user_errors():
+    with _user_errors("fvd"):
         from wmcli.outputs.fvd import FvdConfig, fvd_of_paths, fvd_rows
 
         cfg = FvdConfig(clip_len=clip_len, size=size, max_clips_per_video=max_clips_per_video, batch_size=batch_size)
@@ -455,7 +477,7 @@ def store_info(
     as_json: JsonOpt = False,
 ) -> None:
     """Episodes, frames, returns, action histogram and protocol of a store."""
-    with _user_errors():
+    with _user_errors("store info"):
         from wmcli.data.store import Store, summarize, summary_rows
 
         st = Store.open(path)
@@ -472,13 +494,14 @@ def store_info(
 @app.command()
 def envs(as_json: JsonOpt = False) -> None:
     """List the games wmcli can play: every ALE ROM shipped with ale-py, and MinAtar's games."""
-    from wmcli.data.env import all_game_names
+    with _user_errors("envs"):
+        from wmcli.data.env import all_game_names
 
-    names = all_game_names()
-    if as_json:
-        console.print_json(names)
-    else:
-        console.say("\n".join(names))
+        names = all_game_names()
+        if as_json:
+            console.print_json(names)
+        else:
+            console.say("\n".join(names))
 
 
 @recipes_app.callback()
@@ -486,22 +509,23 @@ def recipes(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the built-in recipes (`wmcli recipes show NAME` prints one as YAML)."""
     if ctx.invoked_subcommand is not None:
         return
-    from wmcli.base.recipe import recipe_summaries
+    with _user_errors("recipes"):
+        from wmcli.base.recipe import recipe_summaries
 
-    rows = recipe_summaries()
-    if as_json:
-        console.print_json(rows)
-    else:
-        console.print_table("recipes (wmcli recipes show NAME)", [(r["name"], r["about"]) for r in rows])
+        rows = recipe_summaries()
+        if as_json:
+            console.print_json(rows)
+        else:
+            console.print_table("recipes (wmcli recipes show NAME)", [(r["name"], r["about"]) for r in rows])
 
 
 @recipes_app.command("show")
 def recipes_show(
-    name: Annotated[str, typer.Argument(help="A built-in recipe (tiny, quick, minatar, atari100k) or a YAML file.")],
+    name: Annotated[str, typer.Argument(help=f"A built-in recipe ({RECIPES}) or a YAML file.")],
     resolved: Annotated[bool, typer.Option(help="Every value, defaults and `base:` included (default: the file as written).")] = False,
 ) -> None:
     """Print a recipe as YAML, to start your own from: wmcli recipes show minatar > mine.yaml."""
-    with _user_errors():
+    with _user_errors("recipes show"):
         from wmcli.base.recipe import recipe_text
 
         console.say(recipe_text(name, resolved=resolved).rstrip("\n"))

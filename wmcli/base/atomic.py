@@ -80,8 +80,10 @@ def unwritable(path: str | os.PathLike, e: OSError) -> WmcliError:
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Fail now, with one clear line, when `path` could not be written later (its folder cannot be
-    made, or does not take new files): long work checks its outputs before it starts."""
+    """Fail now, with one clear line, when `path` could not be written later (its folder is missing
+    or does not take new files, or it is a folder): long work checks its outputs before it starts."""
+    if Path(path).is_dir():
+        raise WmcliError(f"cannot write {path}: it is a folder; name a file (e.g. {Path(path) / 'out'}...)")
     path = Path(path)
     make_parent(path)
     probe = temp_path(path)
@@ -95,12 +97,16 @@ def check_writable(path: str | os.PathLike) -> None:
 
 
 def make_parent(path: str | os.PathLike) -> None:
-    """Create the folder that will hold `path`, or fail with one clear line."""
+    """Check that the folder that will hold `path` is there: outputs go into folders that exist
+    (only run folders and stores are created, by `make_dir`), else one line names the missing one."""
     parent = Path(path).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise unwritable(path, e) from None
+    if parent.is_dir():
+        return
+    blocked = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise WmcliError(f"cannot write {path} ({blocked} is a file, not a folder); choose a writable place")
+    raise WmcliError(f"cannot write {path}: the folder {parent} does not exist; create it (mkdir -p {parent}) "
+                     f"or choose another place")
 
 
 def make_dir(path: str | os.PathLike) -> Path:

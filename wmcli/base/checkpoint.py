@@ -44,6 +44,10 @@ def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint
     """Load a checkpoint of any kind, with one clear error for a missing or foreign file.
     `expected` names what the caller wants, for the messages."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
+        raise WmcliError(f"{path} is a folder, not a checkpoint file{hint}; pass {expected}")
     if not path.is_file():
         raise WmcliError(f"checkpoint {path} not found; pass {expected}")
     if not zipfile.is_zipfile(path):
@@ -103,3 +107,15 @@ def recipe_for(name: str | None, overrides: list[str] = (), inherit: tuple[tuple
         if path is not None and Path(path).exists():
             return recipe_from_dict(load_checkpoint(path, kind)["recipe"], overrides)
     return load_recipe(DEFAULT_RECIPE, overrides)
+
+
+def load_weights(module: torch.nn.Module, state: dict, what: str) -> None:
+    """Load a checkpoint's weights into a network built from its recipe, with one clear error when
+    they do not fit (missing, extra or reshaped tensors: a damaged or hand-edited checkpoint)."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()
+        detail = next((line.strip() for line in first[1:] if line.strip()), first[0] if first else "")
+        raise WmcliError(f"the checkpoint's {what} weights do not fit the network its recipe describes "
+                         f"({detail[:160]}); the file is damaged or was edited: use the one training wrote") from None

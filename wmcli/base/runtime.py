@@ -10,7 +10,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,12 +96,6 @@ def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | 
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
     return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size)
-
-
-def draw_seed(seed: int | None) -> int:
-    """`seed`, or a fresh one when None: every command that takes --seed draws here, and records
-    the seed in its result, so any run can be repeated."""
-    return secrets.randbelow(2**31) if seed is None else seed
 
 
 def to_device(x: np.ndarray, rt: Runtime) -> Tensor:

@@ -20,8 +20,11 @@ Only the data layer (wmcli/data/) sees frames as uint8 (H, W, 3) arrays.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -95,10 +98,7 @@ def make_spec(config: EnvConfig) -> EnvSpec:
     values are checked when it is made (EnvConfig)."""
     kind, name, rom = resolve_game(config.game)
     if kind == "minatar":
-        _require_minatar()
-        from minatar import Environment
-
-        minimal = Environment(rom, sticky_action_prob=0.0).minimal_action_set()
+        minimal = MinAtarGame(rom).minimal_action_set()
         meanings = tuple(MINATAR_ACTION_NAMES[a] for a in minimal)
     else:
         ale = ALEInterface()
@@ -121,13 +121,53 @@ def _ale_action_name(action) -> str:
     return str(action).split(".")[-1]
 
 
-def _require_minatar() -> None:
-    try:
-        import minatar  # noqa: F401
-    except ImportError:
-        raise WmcliError(
-            "MinAtar games need the `minatar` package: pip install 'wmcli[minatar]'"
-        ) from None
+def _minatar_game_module(rom: str):
+    """MinAtar's module of one game, loaded from its file. Importing the `minatar` package costs
+    2+ s (its __init__ loads matplotlib and seaborn for a display window wmcli never opens); each
+    game module needs only numpy."""
+    found = importlib.util.find_spec("minatar")
+    if found is None or not found.submodule_search_locations:
+        raise WmcliError("MinAtar games need the `minatar` package: pip install 'wmcli[minatar]'")
+    name = f"wmcli_minatar_{rom}"
+    if name not in sys.modules:
+        path = Path(found.submodule_search_locations[0]) / "environments" / f"{rom}.py"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+class MinAtarGame:
+    """One MinAtar game with sticky actions, as minatar.Environment runs it (one RandomState for
+    the game and the sticky draws, reseeded by `seed`), without its display code."""
+
+    def __init__(self, rom: str, sticky_action_prob: float = 0.0):
+        self.game = _minatar_game_module(rom).Env(ramping=True)
+        self.random = np.random.RandomState()
+        self.sticky_action_prob, self.last_action = sticky_action_prob, 0
+
+    def seed(self, seed: int) -> None:
+        self.random = np.random.RandomState(seed)
+        self.game.random = self.random
+
+    def act(self, a: int):
+        if self.random.rand() < self.sticky_action_prob:
+            a = self.last_action
+        self.last_action = a
+        return self.game.act(a)
+
+    def reset(self) -> None:
+        self.game.reset()
+
+    def state(self) -> np.ndarray:
+        return self.game.state()
+
+    def state_shape(self):
+        return self.game.state_shape()
+
+    def minimal_action_set(self):
+        return self.game.minimal_action_set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,11 +275,9 @@ class MinAtarEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(self, spec: EnvSpec):
-        from minatar import Environment
-
         cfg = spec.config
         self.spec_ = spec
-        self.game = Environment(spec.rom, sticky_action_prob=cfg.sticky_prob)
+        self.game = MinAtarGame(spec.rom, sticky_action_prob=cfg.sticky_prob)
         self.actions = self.game.minimal_action_set()
         self.max_steps = max(1, cfg.max_episode_frames // max(cfg.frame_skip, 1))
         self.steps = 0

@@ -26,7 +26,7 @@ from wmcli.base.atomic import check_writable
 from wmcli.base.checkpoint import checkpoint_kind
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every, Progress
-from wmcli.base.runtime import draw_seed
+from wmcli.base.seeds import draw_seed
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.play import VectorPlayer, stop_on_sigint
 from wmcli.data.policy import Policy, RandomPolicy

@@ -29,7 +29,8 @@ from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float, to_uint8
 from wmcli.base.metrics import psnr_of_mse
 from wmcli.base.progress import Progress
-from wmcli.base.runtime import draw_seed, make_runtime
+from wmcli.base.runtime import make_runtime
+from wmcli.base.seeds import draw_seed
 from wmcli.data.env import make_env
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wmcli.base.checkpoint import load_checkpoint
+from wmcli.base.checkpoint import load_checkpoint, load_weights
 from wmcli.base.config import EnvConfig, Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float
 from wmcli.base.recipe import recipe_from_dict
-from wmcli.base.runtime import draw_seed
+from wmcli.base.seeds import draw_seed
 from wmcli.data.env import make_spec
-from wmcli.data.policy import Policy, RandomPolicy
+from wmcli.data.policy import GamePolicy, random_play
 from wmcli.data.spec import EnvSpec
 from wmcli.models.actor_critic import ActorCritic
 
@@ -51,7 +51,7 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu", hint: str |
     recipe = recipe_from_dict(ckpt["recipe"])
     spec = EnvSpec.from_dict(ckpt["env"])
     net = ActorCritic(recipe.actor_critic, spec.num_actions, spec.frame_shape[0])
-    net.load_state_dict(ckpt["models"]["actor_critic"])
+    load_weights(net, ckpt["models"]["actor_critic"], "actor-critic")
     net.to(device).eval()
     return Agent(net, recipe, spec, ckpt["step"], Path(path))
 
@@ -92,15 +92,6 @@ class AgentPolicy:
         return act.astype(np.int64)
 
 
-@dataclass
-class GamePolicy:
-    """What plays what: a policy, the game it plays, and the seed of its envs and actions."""
-
-    spec: EnvSpec
-    policy: Policy
-    seed: int
-
-
 def game_and_policy(game: str | None, policy: str | Path = "random", seed: int | None = None, epsilon: float = 0.0,
                     greedy: bool = False, env_options: dict | None = None,
                     device: str | torch.device = "cpu") -> GamePolicy:
@@ -110,13 +101,10 @@ def game_and_policy(game: str | None, policy: str | Path = "random", seed: int |
     policy "random": uniformly random actions in `game` (required). An agent checkpoint: that
     agent, in its own game and frame protocol when `game` is None (env_options mode/difficulty
     still apply), else in `game` built with env_options, checked against the agent."""
+    if str(policy) == "random":
+        return random_play(game, seed, env_options)
     seed = draw_seed(seed)
     options = {k: v for k, v in (env_options or {}).items() if v is not None}
-    if str(policy) == "random":
-        if game is None:
-            raise WmcliError("--env is required with --policy random (e.g. --env Breakout)")
-        spec = make_spec(EnvConfig(game=game, **options))
-        return GamePolicy(spec, RandomPolicy(spec.num_actions, np.random.default_rng(seed)), seed)
     if not Path(policy).exists():
         raise WmcliError(f"--policy {str(policy)!r} is neither 'random' nor an existing agent checkpoint "
                          f"(the file `wmcli train-agent -o` wrote)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from wmcli.base.checkpoint import load_checkpoint
+from wmcli.base.checkpoint import load_checkpoint, load_weights
 from wmcli.base.config import Recipe, SamplerConfig
 from wmcli.base.recipe import recipe_from_dict
 from wmcli.data.spec import EnvSpec
@@ -50,8 +50,8 @@ def world_model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") 
     recipe = recipe_from_dict(ckpt["recipe"])
     spec = EnvSpec.from_dict(ckpt["env"])
     denoiser, rew_end = build_networks(recipe, spec.num_actions)
-    denoiser.load_state_dict(ckpt["models"]["denoiser"])
-    rew_end.load_state_dict(ckpt["models"]["rew_end"])
+    load_weights(denoiser, ckpt["models"]["denoiser"], "denoiser")
+    load_weights(rew_end, ckpt["models"]["rew_end"], "reward/end model")
     denoiser.to(device).eval()
     rew_end.to(device).eval()
     return WorldModel(denoiser, rew_end, recipe, spec, ckpt["step"], ckpt.get("store"))

@@ -1,0 +1,81 @@
+"""What a new user meets first (issue 11): mismatches and mistakes end in one clear line, a bug
+in one line that says how to see its traceback, outputs go only where folders exist, and help
+texts list what exists."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from wmcli.base.checkpoint import load_checkpoint, save_checkpoint
+from wmcli.base.recipe import list_recipes
+from wmcli.cli import app
+
+runner = CliRunner()
+
+
+def one_error(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1, (result.exit_code, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("wmcli: error: "), result.stderr
+    return lines[0]
+
+
+def test_an_unexpected_error_is_one_line_that_says_how_to_see_it(monkeypatch):
+    import wmcli.data.env
+
+    def broken():
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(wmcli.data.env, "all_game_names", broken)  # a bug, injected where no input can cause one
+    monkeypatch.delenv("WMCLI_DEBUG", raising=False)
+    line = one_error(runner.invoke(app, ["envs"]))
+    assert "wmcli envs failed unexpectedly: RuntimeError: boom" in line and "--debug" in line
+    assert "second line" not in line
+    r = runner.invoke(app, ["--debug", "envs"])
+    assert isinstance(r.exception, RuntimeError)  # the traceback is there when asked for
+    monkeypatch.setenv("WMCLI_DEBUG", "1")
+    assert isinstance(runner.invoke(app, ["envs"]).exception, RuntimeError)
+
+
+def test_a_folder_where_a_checkpoint_is_expected(micro_wm):
+    line = one_error(runner.invoke(app, ["eval", str(micro_wm.parent)]))
+    assert "is a folder, not a checkpoint file" in line and "wm.pt" in line
+
+
+def test_a_missing_world_model_names_train_wm(tmp_path):
+    line = one_error(runner.invoke(app, ["imagine", str(tmp_path / "wm.pt")]))
+    assert "not found" in line and "train-wm" in line and "train-agent" not in line
+
+
+def test_outputs_go_only_into_folders_that_exist(micro_wm, tmp_path):
+    target = tmp_path / "missing" / "deeper" / "out.mp4"
+    line = one_error(runner.invoke(app, ["imagine", str(micro_wm), "-o", str(target), "--horizon", "2"]))
+    assert f"the folder {target.parent} does not exist" in line and "mkdir -p" in line
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_checkpoint_whose_weights_do_not_fit(micro_wm, tmp_path):
+    ckpt = load_checkpoint(micro_wm, "world_model")
+    ckpt["models"]["denoiser"]["unet.conv_in.weight"] = torch.zeros(3, 3)
+    del ckpt["format_version"], ckpt["wmcli_version"]
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, ckpt)
+    line = one_error(runner.invoke(app, ["imagine", str(bad), "-o", str(tmp_path / "x.mp4"), "--horizon", "2"]))
+    assert "denoiser weights do not fit" in line and "unet.conv_in.weight" in line
+
+
+@pytest.mark.parametrize("command", [["train-wm"], ["train-agent"], ["run"], ["recipes", "show"]])
+def test_recipe_help_lists_the_recipes_that_exist(command):
+    r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    for name in list_recipes():
+        assert name in r.stdout
+
+
+def test_eval_of_a_world_model_on_another_games_store(micro_wm, tmp_path):
+    store = tmp_path / "pong"
+    assert runner.invoke(app, ["collect", "--env", "Pong", "--env-steps", "40", "--store", str(store)]).exit_code == 0
+    line = one_error(runner.invoke(app, ["eval", str(micro_wm), "--store", str(store)]))
+    assert "Pong" in line and "Breakout" in line and "pass a store of its game" in line
