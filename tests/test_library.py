@@ -100,9 +100,9 @@ def test_default_paths():
     assert default_run_dir("quick", "minatar:Breakout") == Path("runs/minatar-Breakout-quick")
     rec, folder = run_setup("quick")
     assert folder == Path("runs/minatar-Breakout-quick") and rec == load_recipe("quick")
-    assert run_setup("quick", run_dir=Path("d"), resume=True) == (None, Path("d"))
+    assert run_setup(None, run_dir=Path("d"), resume=True) == (None, Path("d"))
     with pytest.raises(WmcliError, match="keeps its own recipe"):
-        run_setup("quick", ["run.epochs=1"], run_dir=Path("d"), resume=True)
+        run_setup(None, ["run.epochs=1"], run_dir=Path("d"), resume=True)
 
 
 def test_seeds_are_drawn_in_one_place():

@@ -134,3 +134,94 @@ def test_run_bad_inputs(tmp_path):
     assert r.returncode == 1 and "run.epochs" in r.stderr
     r = run_wmcli("run", "--resume")
     assert r.returncode == 1 and "run folder" in r.stderr
+
+
+# ---- what a user sees: the plan, each phase's result, the final line in context, Ctrl-C ------------------
+
+
+def test_run_shows_plan_progress_results_and_a_final_line_in_context(tmp_path):
+    d = tmp_path / "run"
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d),
+                  *sets("run.epochs=2", "train_wm.steps=20", "train_agent.steps=4", "run.final_eval_episodes=6"))
+    assert r.returncode == 0, r.stderr
+    err = r.stderr
+    assert "plan: 2 epochs of minatar:Breakout: 240 real steps, 30 world-model and 8 agent training steps, " \
+           "2 evaluations (8 episodes)" in err
+    assert "random policy: mean return" in err
+    assert "world model at step 20: held-out PSNR" in err and "dB vs copy-last" in err
+    assert "agent: mean return" in err and "(random: " in err
+    assert "for the last epoch (training rates of epoch 1" in err
+    # stderr is a pipe here: progress comes as plain lines, one per task at least when it completes
+    assert "train-wm: 20/20 steps (100%)" in err and "collect minatar:Breakout: 200/200 steps (100%)" in err
+    out = r.stdout
+    assert f"run {d}: 2 of 2 epochs" in out and "random policy:" in out and "over 6 episodes" in out
+    assert f"wmcli plot {d}" in out and "--compare" in out
+
+
+def test_first_ctrl_c_in_run_keeps_everything_and_says_how_to_go_on(tmp_path):
+    d = tmp_path / "run"
+    p = popen_wmcli("run", "--recipe", "minatar", "--run-dir", str(d),
+                    *sets("run.epochs=2", "train_wm.steps=100000", "train_wm.log_every=1", "train_agent.steps=4"))
+    deadline = time.time() + 120
+    while not (d / "wm.metrics.jsonl").exists() and time.time() < deadline:  # inside epoch 1's world-model training
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert f"interrupted in epoch 1 (train-wm); what was finished is kept; continue with: wmcli run --resume {d}" in err
+    assert (d / "wm.pt").exists()  # saved on the way out, before any periodic checkpoint
+    assert json.loads((d / "state.json").read_text())["epoch_done"] == 0
+
+
+def test_train_wm_ctrl_c_saves_and_names_the_resume_command(tmp_path):
+    from conftest import MICRO
+
+    store = tmp_path / "s"
+    assert run_wmcli("collect", "--env", "minatar:Breakout", "--env-steps", "300", "--store", str(store)).returncode == 0
+    out = tmp_path / "wm.pt"
+    args = ["train-wm", "--store", str(store), "-o", str(out), "--steps", "100000",
+            *[a for s in (*MICRO, "train_wm.log_every=1", "train_wm.val_every=100000",
+                          "train_wm.checkpoint_every=100000") for a in ("--set", s)]]
+    p = popen_wmcli(*args)
+    deadline = time.time() + 120
+    while not (out.with_suffix(".metrics.jsonl").exists() and out.with_suffix(".metrics.jsonl").read_text()) \
+            and time.time() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    line = next(x for x in err.splitlines() if "interrupted at step" in x)
+    assert f"the world model {out} holds it; continue with: wmcli train-wm" in line and line.endswith("--resume")
+    from wmcli.base.checkpoint import load_checkpoint
+
+    step = load_checkpoint(out, "world_model")["step"]
+    assert f"interrupted at step {step};" in line and 1 <= step < 100000
+
+
+def test_a_run_that_failed_before_it_started_can_start_again(tmp_path):
+    d = tmp_path / "run"
+    r = run_wmcli("run", "--recipe", "minatar", "--env", "minatar:Breakuot", "--run-dir", str(d))
+    assert r.returncode == 1 and "unknown game" in r.stderr and not d.exists()  # checked before the folder is made
+    # A folder left before any episode was collected (recipe and state written, store empty) is taken again.
+    d.mkdir()
+    (d / "recipe.yaml").write_text("{}\n")
+    (d / "state.json").write_text(json.dumps({"epoch_done": -1}))
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d), "--json", *sets("run.epochs=0"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["epochs_done"] == 0
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d), *sets("run.epochs=0"))
+    assert r.returncode == 1 and "pass --resume" in r.stderr  # but not a run that got going
+
+
+def test_default_recipe_fits_the_machine_and_the_game():
+    import pytest
+
+    from wmcli.base.errors import WmcliError
+    from wmcli.run import default_recipe, run_setup
+
+    assert default_recipe(None) == default_recipe("minatar:Asterix") == "minatar"
+    assert default_recipe("Pong", "cuda") == "atari100k"
+    with pytest.raises(WmcliError, match="no recipe fits Atari's Pong on a CPU"):
+        default_recipe("Pong", "cpu")
+    rec, folder = run_setup(None)
+    assert rec.run.epochs == 6 and str(folder) == "runs/minatar-Breakout-minatar"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -80,6 +81,14 @@ def _minutes(m: float | None) -> float | None:
     return m * 60 if m else None
 
 
+def _stopped_at(result: dict, what: str) -> None:
+    """After a training that a first Ctrl-C stopped: what was kept and what to type next (exit 130)."""
+    args = sys.argv[1:] if "--resume" in sys.argv else [*sys.argv[1:], "--resume"]
+    console.note(f"interrupted at step {result['steps']}; {what} {result['checkpoint']} holds it; continue with: "
+                 f"wmcli {' '.join(shlex.quote(a) for a in args)}")
+    raise typer.Exit(code=130)
+
+
 # Options shared by several commands.
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
@@ -87,6 +96,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 o
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: WMCLI_THREADS, else one per core).")]
 RECIPES = ", ".join(list_recipes())  # the built-in recipes, for help texts
 
 
@@ -160,6 +170,7 @@ def train_wm(
     precision: PrecisionOpt = "auto",
     compile_: CompileOpt = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the diffusion world model (denoiser + reward/end model) on a trajectory store.
@@ -175,7 +186,7 @@ def train_wm(
 
         rec = training_recipe(recipe, list(set_ or []), output, resume, steps)
         store_path = store_for(store, env)
-        rt = make_runtime(device, precision, compile_)
+        rt = make_runtime(device, precision, compile_, threads)
         with console.progress(rt.is_main) as report:
             result = train_world_model(rec, store_path, output, rt, resume=resume, overwrite=overwrite,
                                        skip_bad=skip_bad, on_progress=report, max_seconds=_minutes(max_minutes))
@@ -187,6 +198,8 @@ def train_wm(
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
                          if val else "")
                 console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
+            if result["interrupted"]:
+                _stopped_at(result, "the world model")
 
 
 @app.command("train-agent")
@@ -209,6 +222,7 @@ def train_agent(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the world model (default: on CUDA only).")] = None,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train an actor-critic agent purely inside a world model's dreams.
@@ -224,7 +238,7 @@ def train_agent(
         from wmcli.training.train_agent import training_recipe
 
         rec = training_recipe(recipe, world_model, list(set_ or []), output, resume, steps)
-        rt = make_runtime(device, precision, compile_)
+        rt = make_runtime(device, precision, compile_, threads)
         with console.progress(rt.is_main) as report:
             result = run_train_agent(rec, world_model, output, rt, store_path=store, resume=resume,
                                      overwrite=overwrite, on_progress=report, max_seconds=_minutes(max_minutes))
@@ -234,6 +248,8 @@ def train_agent(
             else:
                 console.say(f"trained {result['steps']} agent steps into {result['checkpoint']} "
                             f"({result['imagined_frames_per_s']:.0f} imagined frames/s)")
+            if result["interrupted"]:
+                _stopped_at(result, "the agent")
 
 
 @app.command("eval")
@@ -297,12 +313,16 @@ def run(
     run_dir_arg: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", help="Run folder (same as --run-dir).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<game>-<recipe>).")] = None,
     env: Annotated[Optional[str], typer.Option("--env", help="Game (default: the recipe's env.game).")] = None,
-    recipe: Annotated[str, typer.Option(help=f"Recipe: {RECIPES}, or a YAML file.")] = "tiny",
+    recipe: Annotated[
+        Optional[str], typer.Option(help=f"Recipe: {RECIPES}, or a YAML file (default: minatar for MinAtar games; "
+                                         "atari100k for Atari on CUDA; on a CPU an Atari game needs one named).")
+    ] = None,
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in DIR from its last finished epoch (its own recipe).")] = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     compile_: CompileOpt = None,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole DIAMOND loop in one resumable folder: collect, train, dream, evaluate, repeat.
@@ -314,20 +334,23 @@ def run(
     """
     with _user_errors("run"):
         from wmcli.base.runtime import make_runtime
-        from wmcli.run import run_loop, run_setup
+        from wmcli.run import run_loop, run_setup, run_summary
 
         if run_dir_arg is not None and run_dir is not None and run_dir_arg != run_dir:
             raise WmcliError(f"two run folders given ({run_dir_arg} and --run-dir {run_dir}); pass one")
-        rec, folder = run_setup(recipe, list(set_ or []), env, run_dir_arg or run_dir, resume)
-        rt = make_runtime(device, precision, compile_)
-        result = run_loop(rec, folder, rt, resume=resume,
-                          on_event=lambda e: console.heading(f"[bold]epoch {e.epoch}[/bold] {e.phase}: {e.text}"))
+        rt = make_runtime(device, precision, compile_, threads)
+        rec, folder = run_setup(recipe, list(set_ or []), env, run_dir_arg or run_dir, resume, rt.device.type)
+        with console.progress(rt.is_main) as report:
+            result = run_loop(rec, folder, rt, resume=resume, on_event=console.run_event, on_progress=report)
         if as_json:
             console.print_json(result)
         else:
-            ev = result["final_eval"]
-            score = f"; last evaluation: mean return {ev['return_mean']:.2f} over {ev['episodes']} episodes" if ev else ""
-            console.say(f"run {result['run_dir']}: {result['epochs_done']} epochs, {result['env_steps']} env steps{score}")
+            console.say(run_summary(result))
+        if result["interrupted"]:
+            stop = result["interrupted"]
+            console.note(f"interrupted in epoch {stop['epoch']} ({stop['phase']}); what was finished is kept; "
+                         f"continue with: wmcli run --resume {result['run_dir']}")
+            raise typer.Exit(code=130)
 
 
 @app.command("plot")
@@ -393,6 +416,7 @@ def imagine(
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the sampler, policy and game resets (default: drawn and recorded).")] = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (on stderr with -o -).")] = False,
 ) -> None:
     """Watch a world model dream: imagined frames from a real start, to a video, image or stream.
@@ -409,7 +433,8 @@ def imagine(
 
         cfg = ImagineConfig(horizon=horizon, denoising_steps=steps, sampler=sampler, seed=seed, batch=batch,
                             agent=agent, policy=policy, actions=actions, store=store, episode=episode, start=start,
-                            compare=compare, scale=scale, fps=fps, show_denoising=show_denoising, device=device)
+                            compare=compare, scale=scale, fps=fps, show_denoising=show_denoising, device=device,
+                            threads=threads)
         to_stdout = output == "-"
         with console.progress() as report:
             try:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as Bar
 from rich.table import Table
 
@@ -54,7 +55,17 @@ def note(text: str) -> None:
 
 def heading(text: str) -> None:
     """A phase of a long command, on stderr."""
-    Console(stderr=True).print(text)
+    Console(stderr=True).print(text, highlight=False, soft_wrap=True)
+
+
+def run_event(e) -> None:
+    """One line of news from `wmcli run` (wmcli.run.Event) on stderr."""
+    if e.phase in ("result", "estimate"):
+        heading(f"  [dim]epoch {e.epoch}[/dim] {e.text}")
+    elif e.phase == "plan":
+        heading(f"[bold]plan[/bold]: {e.text}")
+    else:
+        heading(f"[bold]epoch {e.epoch}[/bold] {e.phase}: {e.text}")
 
 
 def number(x) -> str:
@@ -71,15 +82,20 @@ def describe(p: Progress) -> str:
 
 
 @contextlib.contextmanager
-def progress(enabled: bool = True):
-    """Yield an on_progress callback that draws every Progress as a bar on stderr (one bar per
-    task, shown from its first report on, so set-up errors print alone); None when disabled."""
+def progress(enabled: bool = True, every: float = 10.0):
+    """Yield an on_progress callback that shows every Progress on stderr: a bar per task on a
+    terminal (shown from its first report on, so set-up errors print alone), else a plain line per
+    task at most every `every` seconds and when it completes (logs, CI, pipes). None when disabled."""
     if not enabled:
         yield None
         return
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        yield _plain_lines(err, every)
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}"))
-    bar = Bar(*columns, console=Console(stderr=True))
+               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    bar = Bar(*columns, console=err)
     tasks: dict[str, int] = {}
 
     def report(p: Progress) -> None:
@@ -94,3 +110,35 @@ def progress(enabled: bool = True):
     finally:
         if bar.live.is_started:  # stopping a bar that never started prints an empty line
             bar.stop()
+
+
+def _plain_lines(err: Console, every: float):
+    """Progress as plain lines: `train-wm: 250/400 steps (62%), 1m05s elapsed, eta 39s, denoiser 0.0123 ...`."""
+    started: dict[str, float] = {}
+    last: dict[str, float] = {}
+
+    def report(p: Progress) -> None:
+        now = time.monotonic()
+        t0 = started.setdefault(p.task, now)
+        finished = p.total is not None and p.done >= p.total
+        if not finished and now - last.get(p.task, -float("inf")) < every:
+            return
+        if finished and last.get(p.task) == float("inf"):
+            return  # its last line is out already
+        last[p.task] = float("inf") if finished else now
+        elapsed = now - t0
+        parts = [f"{p.task}: {p.done}/{p.total} {p.unit}" if p.total else f"{p.task}: {p.done} {p.unit}"]
+        if p.total:
+            parts[0] += f" ({100 * p.done / p.total:.0f}%)"
+        parts.append(f"{_clock(elapsed)} elapsed")
+        if p.total and 0 < p.done < p.total:
+            parts.append(f"eta {_clock(elapsed * (p.total - p.done) / p.done)}")
+        err.print(", ".join(parts) + ("  " + describe(p) if p.stats else ""), highlight=False, soft_wrap=True)
+
+    return report
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -53,11 +53,69 @@ def default_run_dir(recipe: str, game: str) -> Path:
 
 @dataclass
 class Event:
-    """A progress report: what phase of which epoch, and a one-line description."""
+    """News of a run: what phase of which epoch, and a one-line description. Phases: "plan" (once,
+    up front), "collect", "train-wm", "train-agent", "eval" (each starting), "result" (what a
+    phase gave: held-out PSNR, evaluation return), "estimate" (time left, from measured rates)."""
 
     epoch: int
     phase: str
     text: str
+
+
+def plan(recipe: Recipe) -> dict:
+    """What a run of `recipe` will do in all: epochs, real steps, training steps, evaluations."""
+    cfg = recipe.run
+    collecting = max(0, min(cfg.epochs, cfg.collect_epochs) - 1)
+    trained = max(0, cfg.epochs - 1)
+    evals = sum(1 for e in range(1, cfg.epochs + 1) if e == cfg.epochs or e % cfg.eval_every == 0)
+    return {
+        "epochs": cfg.epochs,
+        "real_steps": cfg.initial_collect_steps + collecting * cfg.collect_steps,
+        "wm_steps": recipe.train_wm.steps + trained * cfg.wm_steps if cfg.epochs else 0,
+        "agent_steps": recipe.train_agent.steps + trained * cfg.agent_steps if cfg.epochs else 0,
+        "evaluations": evals,
+        "eval_episodes": max(0, evals - 1) * cfg.eval_episodes + (cfg.final_eval_episodes if cfg.epochs else 0),
+    }
+
+
+def mean_and_sem(returns: list[float]) -> dict | None:
+    """Mean return, its standard error and the count (None without episodes)."""
+    if not returns:
+        return None
+    r = np.asarray(returns, dtype=np.float64)
+    sem = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else None
+    return {"mean": float(r.mean()), "sem": sem, "episodes": len(r)}
+
+
+def compare_to_random(agent: dict | None, random: dict | None) -> dict | None:
+    """The agent's evaluation against the random policy's returns: the difference and whether it
+    exceeds twice its standard error (beyond noise)."""
+    if agent is None or random is None or agent.get("sem") is None or random.get("sem") is None:
+        return None
+    diff = agent["mean"] - random["mean"]
+    se = float(np.hypot(agent["sem"], random["sem"]))
+    return {"difference": diff, "se": se, "beats_random": bool(diff > 2 * se), "worse_than_random": bool(diff < -2 * se)}
+
+
+def next_commands(run_dir: Path) -> list[str]:
+    """What to type next to look at a run."""
+    d = Path(run_dir)
+    return [f"wmcli plot {d}", f"wmcli imagine {d / 'wm.pt'} --store {d / 'store'} --episode -1 --compare "
+            f"--horizon 10 -o {d / 'compare.png'}", f"ls {d / 'videos'}  (each evaluation's first episode)"]
+
+
+def _started(run_dir: Path) -> bool:
+    """Whether a run folder holds a run that got going (an epoch finished, or episodes collected):
+    a folder left by a run that failed before it started is taken again."""
+    state = run_dir / "state.json"
+    if not state.exists():
+        return any(run_dir.iterdir())
+    try:
+        done = json.loads(state.read_text()).get("epoch_done", -1)
+    except (OSError, ValueError):
+        return True
+    episodes = run_dir / "store" / "episodes"
+    return done >= 0 or (episodes.is_dir() and any(p.suffix == ".h5" for p in episodes.iterdir()))
 
 
 def _write_json(path: Path, obj) -> None:
@@ -80,18 +138,33 @@ def _collected_rewards(store, collector) -> np.ndarray:
     return np.concatenate([*stored, collector.pending_rewards]) if stored else collector.pending_rewards
 
 
-def run_setup(recipe: str, overrides: list[str] = (), game: str | None = None, run_dir: Path | None = None,
-              resume: bool = False) -> tuple[Recipe | None, Path]:
-    """What `wmcli run` runs where: the recipe (None when resuming: the run keeps its own) and the
-    folder (default_run_dir when none is given)."""
+def default_recipe(game: str | None, device: str = "cpu") -> str:
+    """The recipe `wmcli run` uses when none is named: `minatar` for a MinAtar game (or none given:
+    MinAtar Breakout), the loop that learns in under an hour on 2 CPU cores; `atari100k` for an
+    Atari game on CUDA. An Atari game on a CPU has no default: DIAMOND's schedule takes days even
+    on a GPU, so the user picks."""
+    if game is None or resolve_game(game)[0] == "minatar":
+        return "minatar"
+    if device == "cuda":
+        return "atari100k"
+    raise WmcliError(f"no recipe fits Atari's {resolve_game(game)[1]} on a CPU by default (DIAMOND's atari100k takes days "
+                     f"even on a GPU): pass --recipe atari100k to run it anyway, or --recipe tiny --set run.epochs=N for "
+                     f"a CPU-sized model; `wmcli recipes` lists them")
+
+
+def run_setup(recipe: str | None, overrides: list[str] = (), game: str | None = None, run_dir: Path | None = None,
+              resume: bool = False, device: str = "cpu") -> tuple[Recipe | None, Path]:
+    """What `wmcli run` runs where: the recipe (None when resuming: the run keeps its own; when not
+    named, default_recipe) and the folder (default_run_dir when none is given)."""
     if resume:
         if run_dir is None:
             raise WmcliError("--resume needs the run folder: wmcli run --resume DIR")
-        if game is not None or overrides:
-            raise WmcliError("a resumed run keeps its own recipe; drop --env/--set")
+        if game is not None or overrides or recipe is not None:
+            raise WmcliError("a resumed run keeps its own recipe; drop --recipe/--env/--set")
         return None, Path(run_dir)
-    rec = load_recipe(recipe, list(overrides), game=game)
-    return rec, Path(run_dir) if run_dir is not None else default_run_dir(recipe, rec.env.game)
+    name = recipe if recipe is not None else default_recipe(game, device)
+    rec = load_recipe(name, list(overrides), game=game)
+    return rec, Path(run_dir) if run_dir is not None else default_run_dir(name, rec.env.game)
 
 
 def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = False,
@@ -99,7 +172,9 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
              on_progress: Callable[[Progress], None] | None = None) -> dict:
     """Run (or resume) the loop of `recipe` in `run_dir`; returns the final summary. A resumed
     run reads its own recipe back (recipe None). Epoch lines go to DIR/metrics.jsonl (and to
-    TensorBoard events in DIR/run.tensorboard/ when tensorboard is installed, against env steps)."""
+    TensorBoard events in DIR/run.tensorboard/ when tensorboard is installed, against env steps).
+    A first Ctrl-C stops after the current step of any phase, keeps what is done (episodes,
+    checkpoints) and returns with `interrupted` set; `wmcli run --resume DIR` goes on from there."""
     run_dir = Path(run_dir)
     state_path, recipe_path = run_dir / "state.json", run_dir / "recipe.yaml"
     if resume:
@@ -107,20 +182,26 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
             raise WmcliError(f"nothing to resume: {run_dir} has no state.json; start it with `wmcli run --run-dir {run_dir}`")
         recipe = recipe_from_dict(yaml.safe_load(recipe_path.read_text()))
         state = json.loads(state_path.read_text())
+        spec = make_spec(recipe.env)
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        spec = make_spec(recipe.env)  # an unknown game or a missing package fails before the folder is made
+        if run_dir.exists() and _started(run_dir):
             raise WmcliError(f"{run_dir} exists and is not empty; pass --resume to continue it, or another --run-dir")
         make_dir(run_dir)
         write_text_atomic(recipe_path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))  # before state.json
         state = {"epoch_done": -1}
         _write_json(state_path, state)
     cfg = recipe.run
-    spec = make_spec(recipe.env)
     store = Store.create_or_open(run_dir / "store", spec.to_dict())
     wm_path, agent_path = run_dir / "wm.pt", run_dir / "agent.pt"
     metrics = run_dir / "metrics.jsonl"
     log = MetricsLog(metrics, enabled=rt.is_main)
     say = on_event or (lambda e: None)
+    whole = plan(recipe)
+    say(Event(state["epoch_done"] + 1, "plan",
+              f"{whole['epochs']} epochs of {spec.name}: {whole['real_steps']:,} real steps, {whole['wm_steps']:,} "
+              f"world-model and {whole['agent_steps']:,} agent training steps, {whole['evaluations']} evaluations "
+              f"({whole['eval_episodes']} episodes) in {run_dir}" + (" (resumed)" if resume else "")))
 
     def evaluate(epoch: int, episodes: int) -> dict:
         agent = load_agent(agent_path, rt.device)
@@ -132,10 +213,14 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     collector = Collector(spec, store, cfg.num_envs, seed=cfg.seed + 1000 * (state["epoch_done"] + 1),
                           collector_name="wmcli run")
     t0 = time.perf_counter()
+    interrupted = None
+    epoch, phase = state["epoch_done"] + 1, "collect"
     try:
         for epoch in range(state["epoch_done"] + 1, cfg.epochs + 1):
             line: dict = {"epoch": epoch}
+            times: dict[str, float] = {}
             # Collect up to this epoch's target: idempotent, so a resumed epoch tops up.
+            phase = "collect"
             initial = state.get("initial_steps", cfg.initial_collect_steps)  # what epoch 0 collected
             target = initial + max(0, min(epoch, cfg.collect_epochs) - 1) * cfg.collect_steps
             have = _store_steps(store) + collector.pending_steps
@@ -147,7 +232,7 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 say(Event(epoch, "collect", f"{target - have} steps with {collector.policy.name}"))
                 collector.play(target - have, on_progress)
                 if collector.interrupted:
-                    raise KeyboardInterrupt
+                    raise _Interrupted
             if epoch == 0:
                 # DIAMOND: random play goes on, collect_steps at a time, until rewards have been seen.
                 have = _store_steps(store) + collector.pending_steps
@@ -157,38 +242,118 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                     say(Event(epoch, "collect", f"{more} more steps: few rewards so far"))
                     collector.play(more, on_progress)
                     if collector.interrupted:
-                        raise KeyboardInterrupt
+                        raise _Interrupted
                     have += more
+                # The initial collection is random play: its finished episodes are the baseline.
+                state["random_return"] = mean_and_sem(collector.returns)
                 collector.close()  # the random pieces end here; agent play starts in fresh games
+                if state["random_return"] is not None:
+                    r = state["random_return"]
+                    say(Event(epoch, "result", f"random policy: mean return {_pm(r)} over {r['episodes']} episodes"))
             line["env_steps"] = _store_steps(store) + collector.pending_steps  # played so far
             if epoch >= 1:
+                phase = "train-wm"
                 wm_target = recipe.train_wm.steps + (epoch - 1) * cfg.wm_steps
                 say(Event(epoch, "train-wm", f"up to step {wm_target}"))
+                t = time.perf_counter()
                 r = train_world_model(replace(recipe, train_wm=replace(recipe.train_wm, steps=wm_target)), store.path,
                                       wm_path, rt, resume=wm_path.exists(), on_progress=on_progress)
+                times["wm"] = (time.perf_counter() - t) / max(r["steps"] - r["resumed_from"], 1)
                 line["wm_steps"], line["wm_val"] = r["steps"], r["val"]
+                if r["interrupted"]:
+                    raise _Interrupted
+                if r["val"]:
+                    v = r["val"]
+                    say(Event(epoch, "result", f"world model at step {r['steps']}: held-out PSNR "
+                                               f"{v['val/psnr_1step']:.2f} dB vs copy-last {v['val/psnr_copy_last']:.2f} dB"))
+                phase = "train-agent"
                 ag_target = recipe.train_agent.steps + (epoch - 1) * cfg.agent_steps
                 say(Event(epoch, "train-agent", f"up to step {ag_target}"))
+                t = time.perf_counter()
                 r = train_agent(replace(recipe, train_agent=replace(recipe.train_agent, steps=ag_target)), wm_path,
                                 agent_path, rt, store_path=store.path, resume=agent_path.exists(),
                                 on_progress=on_progress)
+                times["agent"] = (time.perf_counter() - t) / max(r["steps"] - r["resumed_from"], 1)
                 line["agent_steps"] = r["steps"]
+                if r["interrupted"]:
+                    raise _Interrupted
                 last = epoch == cfg.epochs
                 if rt.is_main and (last or epoch % cfg.eval_every == 0):
+                    phase = "eval"
                     episodes = cfg.final_eval_episodes if last else cfg.eval_episodes
                     say(Event(epoch, "eval", f"{episodes} episodes"))
                     ev = evaluate(epoch, episodes)
                     line["eval"] = {k: ev[k] for k in ("return_mean", "return_std", "return_min", "return_max",
                                                        "episodes", "hns", "length_mean") if k in ev}
+                    got = mean_and_sem([e["return"] for e in ev["per_episode"]])
+                    if got is not None:
+                        line["eval"]["return_sem"] = got["sem"]
+                        say(Event(epoch, "result", f"agent: mean return {_pm(got)} over {got['episodes']} episodes"
+                                                   + _versus(got, state.get("random_return"))))
+                    if ev["interrupted"]:
+                        raise _Interrupted
+                if epoch == 1 and cfg.epochs > 1 and "wm" in times and "agent" in times:
+                    left = (cfg.epochs - 1) * (cfg.wm_steps * times["wm"] + cfg.agent_steps * times["agent"])
+                    rest = "the last epoch" if cfg.epochs == 2 else f"the other {cfg.epochs - 1} epochs"
+                    say(Event(epoch, "estimate", f"{_duration(left)} for {rest} (training rates of epoch 1; "
+                                                 f"collection and evaluations extra)"))
             line["seconds"] = time.perf_counter() - t0
             if rt.is_main:
                 log.write(line, line["env_steps"])
-                state = {"epoch_done": epoch, "initial_steps": line["env_steps"] if epoch == 0 else initial}
+                state = {**state, "epoch_done": epoch, "initial_steps": line["env_steps"] if epoch == 0 else initial}
                 _write_json(state_path, state)
+    except (_Interrupted, KeyboardInterrupt):
+        interrupted = {"epoch": epoch, "phase": phase}
     finally:
         collector.close()
         log.close()
     lines = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
     evals = [x for x in lines if "eval" in x]
-    return {"run_dir": str(run_dir), "epochs_done": state["epoch_done"], "env_steps": _store_steps(store),
-            "final_eval": evals[-1]["eval"] if evals else None, "seconds": time.perf_counter() - t0}
+    final = evals[-1]["eval"] if evals else None
+    final_stats = None if final is None or final.get("return_sem") is None else {
+        "mean": final["return_mean"], "sem": final["return_sem"], "episodes": final["episodes"]}
+    return {"run_dir": str(run_dir), "game": spec.name, "epochs_done": state["epoch_done"], "epochs": cfg.epochs,
+            "env_steps": _store_steps(store), "final_eval": final, "random": state.get("random_return"),
+            "versus_random": compare_to_random(final_stats, state.get("random_return")),
+            "interrupted": interrupted, "next": next_commands(run_dir), "seconds": time.perf_counter() - t0}
+
+
+class _Interrupted(Exception):
+    """A phase stopped at a first Ctrl-C, with what it finished saved."""
+
+
+def _pm(r: dict) -> str:
+    return f"{r['mean']:.2f}" + (f" ± {r['sem']:.2f}" if r.get("sem") is not None else "")
+
+
+def _versus(agent: dict, random: dict | None) -> str:
+    c = compare_to_random(agent, random)
+    if c is None:
+        return ""
+    verdict = ("beats random beyond noise" if c["beats_random"] else
+               "worse than random beyond noise" if c["worse_than_random"] else "within noise of random")
+    return f" (random: {_pm(random)}; {verdict})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    return f"about {seconds / 60:.0f} min" if seconds < 5400 else f"about {seconds / 3600:.1f} h"
+
+
+def run_summary(r: dict) -> str:
+    """The last words of a run: how far it went, its final score next to the random policy's, and
+    the commands to look at it."""
+    head = f"run {r['run_dir']}: {r['epochs_done']} of {r['epochs']} epochs, {r['env_steps']:,} env steps"
+    ev, rnd = r["final_eval"], r["random"]
+    if ev is not None:
+        head += (f"; last evaluation of {r['game']}: mean return {ev['return_mean']:.2f}"
+                 + (f" ± {ev['return_sem']:.2f}" if ev.get("return_sem") is not None else "")
+                 + f" over {ev['episodes']} episodes")
+        if rnd is not None:
+            c = r["versus_random"]
+            verdict = "" if c is None else ("; beats random beyond noise" if c["beats_random"] else
+                                            "; worse than random beyond noise" if c["worse_than_random"] else
+                                            "; within noise of random")
+            head += f" (random policy: {_pm(rnd)} over {rnd['episodes']} episodes{verdict})"
+    return head + "\nnext:\n" + "\n".join(f"  {c}" for c in r["next"])

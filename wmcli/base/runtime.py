@@ -58,6 +58,7 @@ class Runtime:
     compile: bool
     rank: int = 0
     world_size: int = 1
+    threads: int = 1  # torch's intra-op threads on the CPU
 
     @property
     def is_main(self) -> bool:
@@ -70,8 +71,25 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=dtype)
 
 
-def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | None = None) -> Runtime:
-    """Resolve the device and precision, and join the process group when started by torchrun."""
+def set_threads(threads: int | None = None) -> int:
+    """torch's CPU threads: `threads`, else WMCLI_THREADS, else torch's own default (one per
+    physical core). Returns the number in force."""
+    if threads is None and os.environ.get("WMCLI_THREADS"):
+        try:
+            threads = int(os.environ["WMCLI_THREADS"])
+        except ValueError:
+            raise WmcliError(f"WMCLI_THREADS must be a whole number, got {os.environ['WMCLI_THREADS']!r}") from None
+    if threads is not None:
+        if threads < 1:
+            raise WmcliError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | None = None,
+                 threads: int | None = None) -> Runtime:
+    """Resolve the device, precision and CPU threads (set_threads), and join the process group
+    when started by torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if device == "auto":
@@ -95,7 +113,8 @@ def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | 
         raise WmcliError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
-    return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size)
+    return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size,
+                   set_threads(threads))
 
 
 def to_device(x: np.ndarray, rt: Runtime) -> Tensor:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from wmcli.base.progress import Every, Progress
-from wmcli.data.play import VectorPlayer, stop_on_sigint
+from wmcli.base.signals import stop_on_sigint
+from wmcli.data.play import VectorPlayer
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
 from wmcli.data.store import STEP_KEYS, Episode, Store, default_store_path, summarize

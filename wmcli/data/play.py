@@ -4,15 +4,11 @@
 did: a step of the episode under way (action, next frame, reward, game over, cut, lives), or a
 restart (the envs reset themselves on the step after an episode ends, ignoring that step's
 action, as gymnasium's next-step autoreset does). It keeps the policy's "this frame starts an
-episode" flags right across restarts. `stop_on_sigint` turns a first Ctrl-C into a request to
-stop between steps, so an interrupted loop still writes what it finished.
+episode" flags right across restarts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,25 +74,3 @@ class VectorPlayer:
 
 def _lives(info: dict, K: int) -> np.ndarray:
     return np.asarray(info.get("lives", np.zeros(K, dtype=np.int64)))
-
-
-@contextlib.contextmanager
-def stop_on_sigint():
-    """Turn the first Ctrl-C into a request to stop after the current step (a second one
-    interrupts at once). Interrupting ale-py's vector env between sending actions and receiving
-    their results can leave its worker threads waiting forever, so the loop must end cleanly."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)

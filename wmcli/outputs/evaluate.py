@@ -27,8 +27,9 @@ from wmcli.base.checkpoint import checkpoint_kind
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every, Progress
 from wmcli.base.seeds import draw_seed
+from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
-from wmcli.data.play import VectorPlayer, stop_on_sigint
+from wmcli.data.play import VectorPlayer
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
 from wmcli.data.store import Store, split_episodes

@@ -81,6 +81,8 @@ class ImagineConfig:
     """A .png of the sampler's predictions of the clean frame, step by step (rollout 0)."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    threads: int | None = None
+    """CPU threads for torch (None: WMCLI_THREADS, else one per core)."""
 
 
 @dataclass
@@ -277,7 +279,7 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
     (a y4m stream on `stream`, each frame as soon as it is sampled). Returns the summary."""
     cfg = _check_options(output, cfg)
     seed = draw_seed(cfg.seed)
-    rt = make_runtime(cfg.device, "auto", False)
+    rt = make_runtime(cfg.device, "auto", False, cfg.threads)
     wm = load_world_model(checkpoint, rt.device, hint=f"imagine dreams with a world model: pass the file "
                                                       f"`wmcli train-wm -o` wrote (and this agent as --agent {checkpoint})")
     n, spec, B = wm.num_context, wm.spec, cfg.batch

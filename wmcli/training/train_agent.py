@@ -25,6 +25,7 @@ from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
 from wmcli.base.recipe import check_resume_recipe
 from wmcli.base.runtime import Runtime, agree, lr_at, make_optimizer, step_generators, unwrap
+from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.store import Store
 from wmcli.models.actor_critic import ActorCritic, actor_critic_loss
@@ -97,7 +98,8 @@ def train_agent(
     max_seconds: float | None = None,
 ) -> dict:
     """Train the actor-critic of `recipe` in the world model of `world_model_path`, dreams
-    starting from the store's episodes (default: the store the world model was trained on)."""
+    starting from the store's episodes (default: the store the world model was trained on). A
+    first Ctrl-C stops after the current step and saves (`interrupted` in the result)."""
     cfg = recipe.train_agent
     out = Path(out)
     wm = load_world_model(world_model_path, rt.device, hint="train-agent trains in a world model: pass the "
@@ -145,7 +147,7 @@ def train_agent(
     sums: dict[str, float] = {}
     count, t0 = 0, time.perf_counter()
     t_start = t0
-    done = start
+    done, interrupted = start, False
 
     def save(step: int) -> None:
         if rt.is_main:
@@ -155,7 +157,7 @@ def train_agent(
                 "models": {"actor_critic": unwrap(ac).state_dict()}, "resume": {"opt": opt.state_dict()},
             })
 
-    with MetricsLog(metrics_path, enabled=rt.is_main) as log:
+    with MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop:
         for step in range(start, cfg.steps):
             rng, g = step_generators(cfg.seed, rt.rank, step, rt.device)
             wm_env.set_generators(rng, g)
@@ -175,7 +177,9 @@ def train_agent(
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += 1
             done = step + 1
-            out_of_time = max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt)
+            # A time budget or a first Ctrl-C ends the run here, as its last step: logged, validated, saved.
+            interrupted = agree(stop.is_set(), rt)
+            out_of_time = interrupted or (max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt))
             last = done == cfg.steps or out_of_time
             if done % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - t0
@@ -194,8 +198,9 @@ def train_agent(
                 break
     seconds = time.perf_counter() - t_start
     return {"checkpoint": str(out), "metrics": str(metrics_path), "steps": done, "resumed_from": start,
+            "interrupted": interrupted,
             "seconds": seconds, "imagined_frames": (done - start) * B * rt.world_size * cfg.horizon,
             "imagined_frames_per_s": (done - start) * B * rt.world_size * cfg.horizon / max(seconds, 1e-9),
             "world_model": str(world_model_path), "store": str(store_path),
-            "device": str(rt.device), "precision": rt.precision, "world_size": rt.world_size}
+            "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size}
 

@@ -26,6 +26,7 @@ from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
 from wmcli.base.recipe import check_resume_recipe
 from wmcli.base.runtime import Runtime, agree, lr_at, make_optimizer, step_generators, unwrap
+from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.store import Store, split_episodes
 from wmcli.training.loop import MetricsLog, check_finite, ddp
@@ -114,7 +115,7 @@ def train_world_model(
     sums = {"losses/denoiser": 0.0, "losses/rew_end": 0.0}
     count, t0, samples = 0, time.perf_counter(), 0
     t_start = t0
-    done = start
+    done, interrupted = start, False
 
     def save(step: int) -> None:
         if not rt.is_main:
@@ -127,7 +128,7 @@ def train_world_model(
                        "scaler": scaler.state_dict()},
         })
 
-    with MetricsLog(metrics_path, enabled=rt.is_main) as log:
+    with MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop:
         for step in range(start, cfg.steps):
             rng, g = step_generators(cfg.seed, rt.rank, step, rt.device)
             lr = lr_at(step, cfg)
@@ -167,7 +168,9 @@ def train_world_model(
             count += 1
             samples += B * rt.world_size
             done = step + 1
-            out_of_time = max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt)
+            # A time budget or a first Ctrl-C ends the run here, as its last step: logged, validated, saved.
+            interrupted = agree(stop.is_set(), rt)
+            out_of_time = interrupted or (max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt))
             last = done == cfg.steps or out_of_time
             if done % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - t0
@@ -189,7 +192,8 @@ def train_world_model(
                 break
     return {
         "checkpoint": str(out), "metrics": str(metrics_path), "steps": done, "resumed_from": start,
+        "interrupted": interrupted,
         "seconds": time.perf_counter() - t_start,
         "train_episodes": train_buf.num_episodes, "val_episodes": val_buf.num_episodes if val_buf else 0,
-        "val": last_val, "device": str(rt.device), "precision": rt.precision, "world_size": rt.world_size,
+        "val": last_val, "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
     }
