@@ -45,12 +45,14 @@ def commands(tmp: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def time_once(args: list[str], pythonpath: str | None) -> float | None:
+def time_once(args: list[str], pythonpath: str | None, cwd: Path) -> float | None:
+    """Wall seconds of one run (None if it failed). It runs in `cwd`, away from any checkout:
+    `python -m` puts the current folder first on sys.path, ahead of PYTHONPATH."""
     env = {**os.environ}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, *args], capture_output=True, env=env)
+    r = subprocess.run([sys.executable, *args], capture_output=True, env=env, cwd=cwd)
     took = time.perf_counter() - t0
     return took if r.returncode == 0 else None
 
@@ -73,7 +75,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for name, cmd in cmds:
                 for vname, path in variants[rep % len(variants):] + variants[: rep % len(variants)]:
-                    t = time_once(cmd, path)
+                    t = time_once(cmd, path, tmp)
                     if t is not None:
                         times.setdefault((name, vname), []).append(t)
     rows, results = [], []

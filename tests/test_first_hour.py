@@ -79,3 +79,54 @@ def test_eval_of_a_world_model_on_another_games_store(micro_wm, tmp_path):
     assert runner.invoke(app, ["collect", "--env", "Pong", "--env-steps", "40", "--store", str(store)]).exit_code == 0
     line = one_error(runner.invoke(app, ["eval", str(micro_wm), "--store", str(store)]))
     assert "Pong" in line and "Breakout" in line and "pass a store of its game" in line
+
+
+def test_counts_read_right():
+    from wmcli.base.progress import count
+
+    assert count(1, "episode") == "1 episode" and count(3, "episode") == "3 episodes"
+    assert count(1200, "step") == "1,200 steps" and count(0, "epoch") == "0 epochs"
+
+
+def test_store_summary_of_minatar_and_lengths_of_whole_games(tmp_path):
+    import numpy as np
+
+    from conftest import random_episode
+    from wmcli.base.config import EnvConfig
+    from wmcli.data.env import make_spec
+    from wmcli.data.store import Store, summarize, summary_rows
+
+    spec = make_spec(EnvConfig(game="minatar:Breakout"))
+    store = Store.create_or_open(tmp_path / "s", spec.to_dict())
+    w = store.writer()
+    w.write(random_episode(10, end=True))
+    w.write(random_episode(30, end=True))
+    w.write(random_episode(100, end=False))  # cut: its length and return are partial
+    s = summarize(store)
+    assert s["length_mean"] == 20.0 and s["complete_episodes"] == 2
+    assert np.isfinite(s["return_mean"])
+    rows = dict(summary_rows(s))
+    assert "nearest upscaling" in rows["protocol"] and "noop_max" not in rows["protocol"]
+    assert rows["episode length (complete)"] == "mean 20.00 steps"
+    assert "noop_max" in s["protocol"]  # the recorded protocol itself is unchanged (--json)
+
+
+def test_compare_png_labels_its_rows_and_columns(micro_wm, breakout_store, tmp_path):
+    import imageio.v3 as iio
+
+    out = tmp_path / "cmp.png"
+    r = runner.invoke(app, ["imagine", str(micro_wm), "--store", str(breakout_store.path), "--episode", "-1",
+                            "--compare", "--horizon", "3", "-o", str(out), "--seed", "0", "--json"])
+    assert r.exit_code == 0, r.stderr
+    image = iio.imread(out)
+    scale, n, T = 4, 4, 3  # 64x64 frames are shown 4x by default; 4 context frames, 3 imagined
+    grid_w, grid_h = (n + T) * 65 * scale - scale, 2 * 65 * scale - scale
+    assert image.shape[0] == grid_h + 18 and image.shape[1] > grid_w  # a header row and a left margin of words
+    margin, header = image[18:, : image.shape[1] - grid_w], image[:18]
+    assert margin.max() >= 200 and header.max() >= 200  # "real", "dream"; "real context", "imagined" and rules
+
+
+def test_small_frames_are_shown_large(tmp_path):
+    from wmcli.outputs.video import default_scale
+
+    assert default_scale(64) == 4 and default_scale(10) == 26 and default_scale(512) == 1

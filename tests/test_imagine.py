@@ -107,7 +107,10 @@ def test_compare_from_a_store_gives_per_step_psnr(micro_wm, breakout_store, tmp_
     r = imagine(str(micro_wm), "--store", str(breakout_store.path), "--episode", "0", "--start", "5", "--compare",
                 "--horizon", "4", "--steps", "2", "-o", str(tmp_path / "cmp.npz"), "--seed", "1")
     assert r.exit_code == 0, r.stderr
-    img = iio.imread(png)
+    labelled = iio.imread(png)
+    top, left = 18, labelled.shape[1] - (8 * 65 - 1)  # words above the columns and left of the rows
+    assert labelled.shape[0] == top + 2 * 65 - 1 and 20 <= left <= 60
+    img = labelled[top:, left:]
     assert img.shape == (2 * 65 - 1, 8 * 65 - 1, 3)
     assert (img[:64, :64] == ep.obs[5]).all() and (img[65:, :64] == ep.obs[5]).all()
     assert (img[:64, 4 * 65 : 4 * 65 + 64] == ep.obs[5 + 4]).all()  # the real frame after the context

@@ -21,6 +21,7 @@ import typer
 
 from wmcli import __version__, console
 from wmcli.base.errors import WmcliError
+from wmcli.base.progress import count
 from wmcli.base.recipe import list_recipes
 
 app = typer.Typer(
@@ -145,7 +146,7 @@ def collect(
         if as_json:
             console.print_json(result)
         else:
-            console.say(f"collected {result['env_steps']} steps, {result['episodes_written']} episodes "
+            console.say(f"collected {count(result['env_steps'], 'step')}, {count(result['episodes_written'], 'episode')} "
                         f"({result['env_steps_per_s']:.0f} steps/s) into {result['store']}")
             console.print_table(f"store {result['store']}", summary_rows(result["store_summary"]))
         if result["interrupted"]:
@@ -181,7 +182,7 @@ def train_wm(
     """
     with _user_errors("train-wm"):
         from wmcli.base.runtime import make_runtime
-        from wmcli.data.store import store_for
+        from wmcli.data.env import store_for
         from wmcli.training.train_wm import train_world_model, training_recipe
 
         rec = training_recipe(recipe, list(set_ or []), output, resume, steps)
@@ -408,7 +409,10 @@ def imagine(
                                              "imagined) under the real actions; per-step PSNR in the summary.")
     ] = False,
     batch: Annotated[int, typer.Option(min=1, help="Rollouts at once, shown in a grid (or one file each with {i} in -o).")] = 1,
-    scale: Annotated[int, typer.Option(min=1, help="Nearest-neighbour upscaling of the written frames.")] = 4,
+    scale: Annotated[
+        Optional[int], typer.Option(min=1, help="Nearest-neighbour upscaling of the written frames (default: about 256 px "
+                                                "a side: 4x for 64x64 frames, 26x for MinAtar's 10x10).")
+    ] = None,
     fps: Annotated[float, typer.Option(min=1, help="Frames per second of the video (15: real time at frame skip 4).")] = 15.0,
     show_denoising: Annotated[
         Optional[Path], typer.Option(help="Also write a .png grid of the sampler's predictions of the clean frame, "

@@ -33,7 +33,7 @@ import yaml
 from wmcli.base.atomic import make_dir, write_text_atomic
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
-from wmcli.base.progress import Progress
+from wmcli.base.progress import Progress, count
 from wmcli.base.recipe import load_recipe, recipe_from_dict
 from wmcli.base.runtime import Runtime
 from wmcli.data.collect import Collector
@@ -199,9 +199,9 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     say = on_event or (lambda e: None)
     whole = plan(recipe)
     say(Event(state["epoch_done"] + 1, "plan",
-              f"{whole['epochs']} epochs of {spec.name}: {whole['real_steps']:,} real steps, {whole['wm_steps']:,} "
-              f"world-model and {whole['agent_steps']:,} agent training steps, {whole['evaluations']} evaluations "
-              f"({whole['eval_episodes']} episodes) in {run_dir}" + (" (resumed)" if resume else "")))
+              f"{count(whole['epochs'], 'epoch')} of {spec.name}: {whole['real_steps']:,} real steps, {whole['wm_steps']:,} "
+              f"world-model and {whole['agent_steps']:,} agent training steps, {count(whole['evaluations'], 'evaluation')} "
+              f"({count(whole['eval_episodes'], 'episode')}) in {run_dir}" + (" (resumed)" if resume else "")))
 
     def evaluate(epoch: int, episodes: int) -> dict:
         agent = load_agent(agent_path, rt.device)
@@ -249,7 +249,7 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 collector.close()  # the random pieces end here; agent play starts in fresh games
                 if state["random_return"] is not None:
                     r = state["random_return"]
-                    say(Event(epoch, "result", f"random policy: mean return {_pm(r)} over {r['episodes']} episodes"))
+                    say(Event(epoch, "result", f"random policy: mean return {_pm(r)} over {count(r['episodes'], 'episode')}"))
             line["env_steps"] = _store_steps(store) + collector.pending_steps  # played so far
             if epoch >= 1:
                 phase = "train-wm"
@@ -281,14 +281,14 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 if rt.is_main and (last or epoch % cfg.eval_every == 0):
                     phase = "eval"
                     episodes = cfg.final_eval_episodes if last else cfg.eval_episodes
-                    say(Event(epoch, "eval", f"{episodes} episodes"))
+                    say(Event(epoch, "eval", count(episodes, "episode")))
                     ev = evaluate(epoch, episodes)
                     line["eval"] = {k: ev[k] for k in ("return_mean", "return_std", "return_min", "return_max",
                                                        "episodes", "hns", "length_mean") if k in ev}
                     got = mean_and_sem([e["return"] for e in ev["per_episode"]])
                     if got is not None:
                         line["eval"]["return_sem"] = got["sem"]
-                        say(Event(epoch, "result", f"agent: mean return {_pm(got)} over {got['episodes']} episodes"
+                        say(Event(epoch, "result", f"agent: mean return {_pm(got)} over {count(got['episodes'], 'episode')}"
                                                    + _versus(got, state.get("random_return"))))
                     if ev["interrupted"]:
                         raise _Interrupted
@@ -349,11 +349,11 @@ def run_summary(r: dict) -> str:
     if ev is not None:
         head += (f"; last evaluation of {r['game']}: mean return {ev['return_mean']:.2f}"
                  + (f" ± {ev['return_sem']:.2f}" if ev.get("return_sem") is not None else "")
-                 + f" over {ev['episodes']} episodes")
+                 + f" over {count(ev['episodes'], 'episode')}")
         if rnd is not None:
             c = r["versus_random"]
             verdict = "" if c is None else ("; beats random beyond noise" if c["beats_random"] else
                                             "; worse than random beyond noise" if c["worse_than_random"] else
                                             "; within noise of random")
-            head += f" (random policy: {_pm(rnd)} over {rnd['episodes']} episodes{verdict})"
+            head += f" (random policy: {_pm(rnd)} over {count(rnd['episodes'], 'episode')}{verdict})"
     return head + "\nnext:\n" + "\n".join(f"  {c}" for c in r["next"])

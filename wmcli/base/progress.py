@@ -36,3 +36,8 @@ class Every:
             return False
         self.last = now
         return True
+
+
+def count(n: int, noun: str) -> str:
+    """"1 episode", "3 episodes", "1,200 steps": a number with its noun in the right number."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

@@ -35,6 +35,7 @@ from ale_py.vector_env import AtariVectorEnv
 from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
 from wmcli.data.spec import EnvSpec
+from wmcli.data.store import default_store_path
 
 ALEInterface.setLoggerMode(LoggerMode.Error)  # keep ALE's banner and info lines off stderr
 
@@ -391,3 +392,13 @@ def make_vector_env(spec: EnvSpec, num_envs: int, pin_threads: bool = True):
         [lambda: make_env(spec) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
     )
+
+
+def store_for(store: str | os.PathLike | None, game: str | None) -> Path:
+    """The store a command reads: `store` when given, else the default store of `game`
+    (wmcli.data.store.default_store_path)."""
+    if store is not None:
+        return Path(store)
+    if game is None:
+        raise WmcliError("pass --store PATH (or --env GAME for runs/<game>/store)")
+    return default_store_path(resolve_game(game)[1])

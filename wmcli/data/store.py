@@ -29,7 +29,6 @@ import numpy as np
 from wmcli import __version__
 from wmcli.base.atomic import atomic_path
 from wmcli.base.errors import WmcliError
-from wmcli.data.env import resolve_game
 from wmcli.data.spec import EnvSpec
 
 FORMAT = "wmcli-store/1"
@@ -291,29 +290,21 @@ def default_store_path(game: str) -> Path:
     return Path("runs") / game.replace(":", "-") / "store"
 
 
-def store_for(store: str | os.PathLike | None, game: str | None) -> Path:
-    """The store a command reads: `store` when given, else the default store of `game`."""
-    if store is not None:
-        return Path(store)
-    if game is None:
-        raise WmcliError("pass --store PATH (or --env GAME for runs/<game>/store)")
-    return default_store_path(resolve_game(game)[1])
-
-
 def summarize(store: Store, skip_bad: bool = False) -> dict:
-    """Counts, returns and action histogram; reads no frames."""
+    """Counts, returns and action histogram; reads no frames. Return and length statistics are of
+    the complete episodes (ended by the game), as a cut episode's are partial."""
     n_act = store.env["num_actions"]
     hist = np.zeros(n_act, dtype=np.int64)
-    lengths, returns, complete_returns = [], [], []
+    lengths, complete_returns, complete_lengths = [], [], []
     cut, life_losses, nonzero_rew = 0, 0, 0
     for _, ep in store.iter_episodes(frames=False, skip_bad=skip_bad):
         lengths.append(len(ep))
-        returns.append(ep.ret)
         hist += np.bincount(ep.act, minlength=n_act)[:n_act]
         life_losses += int(ep.life_loss.sum())
         nonzero_rew += int(np.count_nonzero(ep.rew))
-        if ep.complete:
+        if ep.complete:  # returns and lengths of whole games only: a cut episode's are partial
             complete_returns.append(ep.ret)
+            complete_lengths.append(len(ep))
         else:
             cut += 1
     disk = sum(p.stat().st_size for p in store.episode_paths())
@@ -329,7 +320,7 @@ def summarize(store: Store, skip_bad: bool = False) -> dict:
         "return_mean": float(r.mean()) if r is not None else None,
         "return_min": float(r.min()) if r is not None else None,
         "return_max": float(r.max()) if r is not None else None,
-        "length_mean": float(np.mean(lengths)) if lengths else None,
+        "length_mean": float(np.mean(complete_lengths)) if complete_lengths else None,
         "nonzero_rewards": nonzero_rew,
         "life_losses": life_losses,
         "action_histogram": dict(zip(store.env["action_meanings"], hist.tolist())),
@@ -350,10 +341,23 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("episodes", f"{s['episodes']} ({s['complete_episodes']} complete, {s['cut_episodes']} cut)"),
         ("steps / frames", f"{s['steps']} / {s['frames']}"),
         ("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}"),
-        ("episode length", fmt(s["length_mean"])),
+        ("episode length (complete)", f"mean {fmt(s['length_mean'])} steps"),
         ("nonzero rewards / life losses", f"{s['nonzero_rewards']} / {s['life_losses']}"),
         ("actions", "  ".join(f"{k}:{v}" for k, v in s["action_histogram"].items())),
         ("frames", "x".join(map(str, s["frame_shape"])) + " uint8"),
-        ("protocol", ", ".join(f"{k}={v}" for k, v in s["protocol"].items())),
+        ("protocol", ", ".join(f"{k}={v}" for k, v in shown_protocol(s["game"], s["protocol"]).items())),
         ("on disk", f"{s['disk_bytes'] / 1e6:.1f} MB"),
     ]
+
+
+MINATAR_PROTOCOL = ("frame_size", "sticky_prob", "max_episode_frames", "frame_skip")
+"""The protocol fields that mean something for a MinAtar game (the others describe ALE's screen)."""
+
+
+def shown_protocol(game: str, protocol: dict) -> dict:
+    """The protocol as shown to a user: for MinAtar, its own fields and how frames are drawn."""
+    if not game.startswith("minatar:"):
+        return protocol
+    shown = {k: protocol[k] for k in MINATAR_PROTOCOL if k in protocol}
+    shown["frames"] = "10x10 cells, one colour per object, nearest upscaling"
+    return shown

@@ -36,7 +36,7 @@ from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
 from wmcli.data.store import Store
 from wmcli.models.sampler import check_compatible
-from wmcli.outputs.video import Y4MWriter, grid_of, side_by_side, upscale, write_frames, write_grid
+from wmcli.outputs.video import Y4MWriter, default_scale, grid_of, side_by_side, upscale, write_frames, write_grid
 from wmcli.world.agent import AgentPolicy, load_agent
 from wmcli.world.world_model import WorldModel, dream_frames, load_world_model
 
@@ -73,8 +73,9 @@ class ImagineConfig:
     """With store: the first context frame's index in the episode."""
     compare: bool = False
     """With store: the real frames that followed, beside the dream, under the real actions."""
-    scale: int = 4
-    """Nearest-neighbour upscaling of the written frames (not of .npz arrays)."""
+    scale: int | None = None
+    """Nearest-neighbour upscaling of the written frames (not of .npz arrays); None: frames shown at
+    about 256 pixels (4x for 64x64 Atari frames, 26x for MinAtar's 10x10)."""
     fps: float = 15.0
     """Frames per second of .mp4, .gif and y4m (15: real time at frame skip 4)."""
     show_denoising: Path | None = None
@@ -283,6 +284,8 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
     wm = load_world_model(checkpoint, rt.device, hint=f"imagine dreams with a world model: pass the file "
                                                       f"`wmcli train-wm -o` wrote (and this agent as --agent {checkpoint})")
     n, spec, B = wm.num_context, wm.spec, cfg.batch
+    if cfg.scale is None:
+        cfg = replace(cfg, scale=default_scale(spec.frame_shape[0]))
     sampler = _sampler(wm, cfg)
     rng = np.random.default_rng(seed)
     g = torch.Generator(rt.device).manual_seed(seed)
@@ -358,7 +361,10 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
         for path, rows in targets:
             if Path(path).suffix.lower() == ".png":  # a row per rollout (real above dream), time left to right
                 strips = videos[rows] if real is None else np.stack([real[rows], videos[rows]], axis=1)
-                write_grid(path, strips.reshape(-1, *videos.shape[1:]), scale=cfg.scale)
+                count = len(strips)
+                labels = ["real", "dream"] * count if real is not None else [f"dream {i}" for i in range(count)]
+                write_grid(path, strips.reshape(-1, *videos.shape[1:]), scale=cfg.scale, row_labels=labels,
+                           column_groups=[(n, "real context"), (horizon, "imagined")])
             else:  # each video frame: the rollouts in a grid, each [real | dream] with --compare
                 panels = videos[rows] if real is None else side_by_side(real[rows], videos[rows])
                 write_frames(path, grid_of(panels), fps=cfg.fps, scale=cfg.scale)

@@ -16,11 +16,21 @@ from typing import BinaryIO
 
 import imageio.v3 as iio
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from wmcli.base.atomic import atomic_path
 from wmcli.base.errors import WmcliError
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
+
+
+SHOWN_SIZE = 256
+"""Frames are upscaled to about this many pixels a side by default: 64x64 Atari frames 4x, MinAtar's 10x10 26x."""
+
+
+def default_scale(frame_size: int) -> int:
+    """The nearest-neighbour factor that shows a frame_size x frame_size frame at about SHOWN_SIZE pixels."""
+    return max(1, round(SHOWN_SIZE / frame_size))
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
@@ -54,15 +64,17 @@ def grid_of(frames: np.ndarray) -> np.ndarray:
     return tile(frames, cols=math.ceil(math.sqrt(len(frames))))
 
 
-def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale: int = 4) -> Path:
-    """Write (T, H, W, 3) uint8 frames by extension: .mp4 (H.264), .gif, or .png (one strip, time left to right)."""
+def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale: int | None = None) -> Path:
+    """Write (T, H, W, 3) uint8 frames by extension: .mp4 (H.264), .gif, or .png (one strip, time left
+    to right), upscaled by `scale` (None: default_scale of the frames' height)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise WmcliError(f"cannot write {path}: use one of {', '.join(VIDEO_SUFFIXES)} (or - for a y4m stream)")
     if len(frames) == 0:
         raise WmcliError(f"cannot write {path}: no frames")
-    frames = upscale(np.asarray(frames, dtype=np.uint8), scale)
+    frames = np.asarray(frames, dtype=np.uint8)
+    frames = upscale(frames, default_scale(frames.shape[1]) if scale is None else scale)
     with atomic_path(path) as tmp:  # the temporary name keeps the suffix imageio goes by
         if suffix == ".png":
             iio.imwrite(tmp, tile(frames, cols=len(frames)))
@@ -78,17 +90,44 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float = 15.0, scale:
     return path
 
 
-def write_grid(path: str | Path, frames: np.ndarray, scale: int = 4, gap: int = 1) -> Path:
+def write_grid(path: str | Path, frames: np.ndarray, scale: int = 4, gap: int = 1, row_labels: list[str] | None = None,
+               column_groups: list[tuple[int, str]] | None = None) -> Path:
     """Write (R, C, H, W, 3) uint8 frames as one png of R rows and C columns, `gap` black pixels
-    (before upscaling) between them."""
+    (before upscaling) between them. row_labels: a word left of each row; column_groups: (count,
+    word) pairs labelling consecutive columns above the grid, with a rule under each word."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise WmcliError(f"cannot write the grid {path}: use a .png file")
     R, C = frames.shape[:2]
     grid = tile(np.asarray(frames, dtype=np.uint8).reshape(R * C, *frames.shape[2:]), cols=C, gap=gap)
+    image = upscale(grid, scale)
+    if row_labels or column_groups:
+        H, W = frames.shape[2:4]
+        image = _labelled(image, (H + gap) * scale, (W + gap) * scale, row_labels or [], column_groups or [])
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, upscale(grid, scale))
+        iio.imwrite(tmp, image)
     return path
+
+
+def _labelled(image: np.ndarray, row_px: int, col_px: int, row_labels: list[str],
+              column_groups: list[tuple[int, str]]) -> np.ndarray:
+    """The grid image with a margin of words: row labels on the left, column groups on top."""
+    font = ImageFont.load_default()
+    left = 8 + max((int(font.getlength(t)) for t in row_labels), default=0) if row_labels else 0
+    top = 18 if column_groups else 0
+    h, w = image.shape[:2]
+    canvas = Image.new("RGB", (w + left, h + top))
+    canvas.paste(Image.fromarray(image), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(row_labels):
+        draw.text((4, top + i * row_px + row_px // 2), text, fill=(255, 255, 255), font=font, anchor="lm")
+    x = left
+    for count, text in column_groups:
+        span = count * col_px
+        draw.line([(x + 1, top - 3), (x + span - 3, top - 3)], fill=(200, 200, 200), width=1)
+        draw.text((x + 2, 2), text, fill=(255, 255, 255), font=font)
+        x += span
+    return np.asarray(canvas)
 
 
 def read_video(path: str | Path) -> np.ndarray:
