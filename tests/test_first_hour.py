@@ -90,8 +90,8 @@ def test_counts_read_right():
 
 def test_store_summary_of_minatar_and_lengths_of_whole_games(tmp_path):
     import numpy as np
-
     from conftest import random_episode
+
     from wmcli.base.config import EnvConfig
     from wmcli.data.env import make_spec
     from wmcli.data.store import Store, summarize, summary_rows
@@ -130,3 +130,48 @@ def test_small_frames_are_shown_large(tmp_path):
     from wmcli.outputs.video import default_scale
 
     assert default_scale(64) == 4 and default_scale(10) == 26 and default_scale(512) == 1
+
+
+def test_help_wraps_plainly_without_type_noise():
+    r = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and "<bool>" not in r.stdout and "│" not in r.stdout
+    assert all(len(line) <= 80 for line in r.stdout.splitlines())
+    assert "--set SECTION.KEY=VALUE" in r.stdout
+
+
+def test_threads_are_a_setting(micro_wm, tmp_path, monkeypatch):
+    import json
+
+    from conftest import MICRO
+
+    sets = [a for s in (*MICRO, "train_agent.checkpoint_every=1000") for a in ("--set", s)]
+    r = runner.invoke(app, ["train-agent", str(micro_wm), "-o", str(tmp_path / "a.pt"), "--steps", "1", "--threads", "2",
+                            "--json", *sets])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["threads"] == 2
+    monkeypatch.setenv("WMCLI_THREADS", "many")
+    line = one_error(runner.invoke(app, ["train-agent", str(micro_wm), "-o", str(tmp_path / "b.pt"), "--steps", "1", *sets]))
+    assert "WMCLI_THREADS must be a whole number" in line
+    torch.set_num_threads(1)  # as conftest keeps it for the rest of the suite
+
+
+def test_train_agent_ctrl_c_saves_and_names_the_resume_command(micro_wm, tmp_path):
+    import signal
+    import time
+
+    from conftest import MICRO, popen_wmcli
+
+    out = tmp_path / "agent.pt"
+    p = popen_wmcli("train-agent", str(micro_wm), "-o", str(out), "--steps", "100000",
+                    *[a for s in (*MICRO, "train_agent.log_every=1", "train_agent.checkpoint_every=100000")
+                      for a in ("--set", s)])
+    deadline = time.time() + 120
+    metrics = out.with_suffix(".metrics.jsonl")
+    while not (metrics.exists() and metrics.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    step = load_checkpoint(out, "agent")["step"]
+    assert f"interrupted at step {step}; the agent {out} holds it; continue with: wmcli train-agent" in err
+    assert err.rstrip().endswith("--resume")

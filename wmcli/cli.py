@@ -30,11 +30,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps evenly at any width, no <bool> type column
 )
-store_app = typer.Typer(help="Inspect trajectory stores.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect trajectory stores.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(store_app, name="store")
 recipes_app = typer.Typer(help="The built-in recipes: list them, or print one as YAML to start your own from.",
-                          invoke_without_command=True)
+                          invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(recipes_app, name="recipes")
 
 
@@ -91,7 +92,7 @@ def _stopped_at(result: dict, what: str) -> None:
 
 
 # Options shared by several commands.
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a recipe value (repeatable).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")]
