@@ -35,6 +35,7 @@ def commands(tmp: Path) -> list[tuple[str, list[str]]]:
         ("import torch (the floor of network commands)", ["-c", "import torch"]),
         ("wmcli --help", ["-m", "wmcli", "--help"]),
         ("wmcli envs", ["-m", "wmcli", "envs"]),
+        ("wmcli recipes", ["-m", "wmcli", "recipes"]),
         ("wmcli store info", ["-m", "wmcli", "store", "info", str(store)]),
         ("wmcli collect minatar:Breakout, 10 steps", ["-m", "wmcli", "collect", "--env", "minatar:Breakout",
                                                       "--env-steps", "10", "--store", str(tmp / "m"), "--seed", "0"]),
