@@ -86,8 +86,9 @@ def main() -> None:
             ts = times.get((name, vname))
             row.append(f"{median(ts):.2f} ({spread(ts, '.2f')})" if ts else "fails")
             results.append({"command": name, "variant": vname, "seconds": ts, "median": median(ts) if ts else None})
-        if len(variants) == 2 and times.get((name, "this")) and times.get((name, "ref")):
-            row.append(f"{median(times[(name, 'ref')]) / median(times[(name, 'this')]):.2f}x")
+        if len(variants) == 2:
+            both = times.get((name, "this")) and times.get((name, "ref"))
+            row.append(f"{median(times[(name, 'ref')]) / median(times[(name, 'this')]):.2f}x" if both else "-")
         rows.append(row)
     header = ["command", "this: median s (min..max)"] + (["ref: median s (min..max)", "ref / this"] if args.ref else [])
     print_table(header, rows)

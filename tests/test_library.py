@@ -18,10 +18,9 @@ from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every
 from wmcli.base.recipe import load_recipe
 from wmcli.base.seeds import draw_seed
-from wmcli.data.env import make_spec, store_for
+from wmcli.data.env import default_store_path, make_spec, store_for
 from wmcli.data.policy import RandomPolicy
 from wmcli.data.spec import EnvSpec
-from wmcli.data.store import default_store_path
 from wmcli.run import default_run_dir, run_setup
 from wmcli.training.loop import MetricsLog, scalars, tensorboard_dir
 from wmcli.world.agent import AgentPolicy, game_and_policy

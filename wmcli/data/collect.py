@@ -17,10 +17,11 @@ import numpy as np
 
 from wmcli.base.progress import Every, Progress
 from wmcli.base.signals import stop_on_sigint
+from wmcli.data.env import default_store_path
 from wmcli.data.play import VectorPlayer
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
-from wmcli.data.store import STEP_KEYS, Episode, Store, default_store_path, summarize
+from wmcli.data.store import STEP_KEYS, Episode, Store, summarize
 
 
 class _EpisodeBuilder:

@@ -35,7 +35,6 @@ from ale_py.vector_env import AtariVectorEnv
 from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
 from wmcli.data.spec import EnvSpec
-from wmcli.data.store import default_store_path
 
 ALEInterface.setLoggerMode(LoggerMode.Error)  # keep ALE's banner and info lines off stderr
 
@@ -394,9 +393,14 @@ def make_vector_env(spec: EnvSpec, num_envs: int, pin_threads: bool = True):
     )
 
 
+def default_store_path(game: str) -> Path:
+    """Where `wmcli collect` puts a game's episodes when no --store is given: runs/<game>/store."""
+    return Path("runs") / game.replace(":", "-") / "store"
+
+
 def store_for(store: str | os.PathLike | None, game: str | None) -> Path:
     """The store a command reads: `store` when given, else the default store of `game`
-    (wmcli.data.store.default_store_path)."""
+    (default_store_path)."""
     if store is not None:
         return Path(store)
     if game is None:

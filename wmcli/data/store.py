@@ -285,11 +285,6 @@ def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], 
     return [p for p in paths if p not in held], val
 
 
-def default_store_path(game: str) -> Path:
-    """Where `wmcli collect` puts a game's episodes when no --store is given: runs/<game>/store."""
-    return Path("runs") / game.replace(":", "-") / "store"
-
-
 def summarize(store: Store, skip_bad: bool = False) -> dict:
     """Counts, returns and action histogram; reads no frames. Return and length statistics are of
     the complete episodes (ended by the game), as a cut episode's are partial."""
