@@ -5,7 +5,8 @@
 under the same names (`losses/...`, `charts/...`, `val/...`) as TensorBoard events beside it:
 `wm.metrics.jsonl` -> `wm.tensorboard/`, so `tensorboard --logdir runs/` shows every run.
 `ddp` wraps a loss module for torchrun; `check_finite` ends a diverged run with one line that
-says which checkpoint survives and what to change.
+says which checkpoint survives and what to change; `stop_here` says when a time budget or a
+first Ctrl-C ends a run after its current step.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
+import time
 from pathlib import Path
 
 from torch import nn
 
 from wmcli.base.atomic import make_dir, open_for_append, unwritable
 from wmcli.base.errors import WmcliError
-from wmcli.base.runtime import Runtime
+from wmcli.base.runtime import Runtime, agree
 
 
 def tensorboard_dir(metrics_path: Path) -> Path:
@@ -110,3 +113,11 @@ def check_finite(losses: dict[str, float], step: int, out: Path, what: str, fix:
     kept = f"the last good checkpoint {out} is kept" if Path(out).exists() else "no checkpoint was written"
     values = ", ".join(f"{k} loss {v}" for k, v in losses.items())
     raise WmcliError(f"{what} diverged at step {step} ({values}); {kept}; {fix}")
+
+
+def stop_here(stop: threading.Event, started: float, max_seconds: float | None, rt: Runtime) -> tuple[bool, bool]:
+    """(interrupted, stop): whether a first Ctrl-C (`stop`, from wmcli.base.signals) or the time
+    budget ends the run after this step, which is then its last: logged, validated and saved.
+    Every DDP rank agrees, so all leave the loop at the same step."""
+    interrupted = agree(stop.is_set(), rt)
+    return interrupted, interrupted or (max_seconds is not None and agree(time.perf_counter() - started > max_seconds, rt))

@@ -25,11 +25,11 @@ from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
 from wmcli.base.recipe import check_resume_recipe
-from wmcli.base.runtime import Runtime, agree, lr_at, make_optimizer, step_generators, unwrap
+from wmcli.base.runtime import Runtime, lr_at, make_optimizer, step_generators, unwrap
 from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.store import Store, split_episodes
-from wmcli.training.loop import MetricsLog, check_finite, ddp
+from wmcli.training.loop import MetricsLog, check_finite, ddp, stop_here
 from wmcli.world.batches import DenoiserLoss, RewEndLoss, denoiser_batch, denoiser_noise, rew_end_batch
 from wmcli.world.measure import validate
 from wmcli.world.world_model import build_networks
@@ -168,9 +168,7 @@ def train_world_model(
             count += 1
             samples += B * rt.world_size
             done = step + 1
-            # A time budget or a first Ctrl-C ends the run here, as its last step: logged, validated, saved.
-            interrupted = agree(stop.is_set(), rt)
-            out_of_time = interrupted or (max_seconds is not None and agree(time.perf_counter() - t_start > max_seconds, rt))
+            interrupted, out_of_time = stop_here(stop, t_start, max_seconds, rt)
             last = done == cfg.steps or out_of_time
             if done % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - t0
