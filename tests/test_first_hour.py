@@ -175,3 +175,22 @@ def test_train_agent_ctrl_c_saves_and_names_the_resume_command(micro_wm, tmp_pat
     step = load_checkpoint(out, "agent")["step"]
     assert f"interrupted at step {step}; the agent {out} holds it; continue with: wmcli train-agent" in err
     assert err.rstrip().endswith("--resume")
+
+
+def test_plain_progress_lines_for_logs(capsys):
+    """Without a terminal, progress is a line per task now and then and when it completes; a task
+    that runs again (the next epoch of a run) reports again."""
+    from wmcli import console
+    from wmcli.base.progress import Progress
+
+    with console.progress(every=3600) as report:
+        for done in (10, 20, 30):
+            report(Progress("train-wm", done, 30, "steps", {"denoiser": 0.5}, seconds=done / 10))
+        report(Progress("train-wm", 30, 30, "steps", {"denoiser": 0.5}, seconds=3.0))  # said once only
+        report(Progress("train-wm", 5, 40, "steps", {"denoiser": 0.4}, seconds=4.0))  # the next epoch
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "train-wm: 10/30 steps (33%), 1s elapsed  denoiser 0.5000",
+        "train-wm: 30/30 steps (100%), 3s elapsed  denoiser 0.5000",
+        "train-wm: 5/40 steps (12%), 4s elapsed, eta 28s  denoiser 0.4000",
+    ]

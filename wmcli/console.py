@@ -119,19 +119,21 @@ def _plain_lines(err: Console, every: float):
 
     def report(p: Progress) -> None:
         now = time.monotonic()
-        t0 = started.setdefault(p.task, now)
         finished = p.total is not None and p.done >= p.total
+        if last.get(p.task) == float("inf"):  # the task's last line is out already
+            if finished:
+                return
+            del last[p.task], started[p.task]  # the same task again (the next epoch of a run)
+        t0 = started.setdefault(p.task, now)
         if not finished and now - last.get(p.task, -float("inf")) < every:
             return
-        if finished and last.get(p.task) == float("inf"):
-            return  # its last line is out already
         last[p.task] = float("inf") if finished else now
-        elapsed = now - t0
+        elapsed = p.seconds if p.seconds is not None else now - t0  # the loop's own clock, when it has one
         parts = [f"{p.task}: {p.done}/{p.total} {p.unit}" if p.total else f"{p.task}: {p.done} {p.unit}"]
         if p.total:
             parts[0] += f" ({100 * p.done / p.total:.0f}%)"
         parts.append(f"{_clock(elapsed)} elapsed")
-        if p.total and 0 < p.done < p.total:
+        if p.total and 0 < p.done < p.total and elapsed >= 2:  # a rate from a second or less is noise
             parts.append(f"eta {_clock(elapsed * (p.total - p.done) / p.done)}")
         err.print(", ".join(parts) + ("  " + describe(p) if p.stats else ""), highlight=False, soft_wrap=True)
 

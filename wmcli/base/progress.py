@@ -22,6 +22,7 @@ class Progress:
     unit: str  # "steps", "episodes", "frames", "videos"
     stats: dict[str, float | int | None] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # the full metrics line, where there is one
+    seconds: float | None = None  # since the task began (its set-up included), for elapsed and eta
 
 
 class Every:

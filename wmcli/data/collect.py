@@ -139,7 +139,8 @@ class Collector:
 
     def _progress(self, steps: int, total: int, seconds: float) -> Progress:
         return Progress(f"collect {self.spec.name}", steps, total, "steps", {
-            "steps/s": steps / max(seconds, 1e-9), "episodes": self.written, "mean return": _mean(self.returns)})
+            "steps/s": steps / max(seconds, 1e-9), "episodes": self.written, "mean return": _mean(self.returns)},
+            seconds=seconds)
 
     def close(self, write_unfinished: bool = True) -> None:
         """Write the episodes under way as cut (trunc[-1] = True), and close the envs."""

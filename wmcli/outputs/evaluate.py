@@ -145,9 +145,9 @@ def evaluate_policy(
     steps, played = 0, 0  # agent steps in counted episodes / in all envs
 
     def report() -> None:
-        rate = steps / max(time.perf_counter() - t0, 1e-9)
+        seconds = time.perf_counter() - t0
         on_progress(Progress(f"eval {spec.name}", len(finished), episodes, "episodes",
-                             {"steps/s": rate, "mean return": _mean_return(finished)}))
+                             {"steps/s": steps / max(seconds, 1e-9), "mean return": _mean_return(finished)}, seconds=seconds))
 
     with stop_on_sigint() as stop:
         player = VectorPlayer(spec, K, policy, seed)

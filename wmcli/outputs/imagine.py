@@ -333,8 +333,9 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
         if writer is not None:
             writer.write(shown(frames, ctx.real_obs[:, t] if cfg.compare else None))
         if on_progress is not None:
-            rate = B * (t + 1) / max(time.perf_counter() - t_start, 1e-9)
-            on_progress(Progress("imagine", t + 1, horizon, "frames", {"imagined frames/s": rate}))
+            seconds = time.perf_counter() - t_start
+            on_progress(Progress("imagine", t + 1, horizon, "frames", {"imagined frames/s": B * (t + 1) / max(seconds, 1e-9)},
+                                 seconds=seconds))
 
     t_start = time.perf_counter()
     d = dream(wm.denoiser, ctx, horizon, sampler, g, policy=None if acts is not None else policy, actions=acts,

@@ -188,7 +188,7 @@ def train_agent(
                 if on_progress:
                     on_progress(Progress("train-agent", done, cfg.steps, "steps", {
                         "loss": m["losses/total"], "dream return": m["dream/return"],
-                        "entropy": m.get("charts/entropy"), "imagined frames/s": fps}, m))
+                        "entropy": m.get("charts/entropy"), "imagined frames/s": fps}, m, time.perf_counter() - t_start))
                 sums, count, t0 = {}, 0, time.perf_counter()
             if done % cfg.checkpoint_every == 0 or last:
                 save(done)

@@ -181,7 +181,7 @@ def train_world_model(
                 if on_progress:
                     on_progress(Progress("train-wm", done, cfg.steps, "steps", {
                         "denoiser": m["losses/denoiser"], "rew_end": m["losses/rew_end"],
-                        "samples/s": samples / dt}, m))
+                        "samples/s": samples / dt}, m, time.perf_counter() - t_start))
                 sums = dict.fromkeys(sums, 0.0)
                 count, samples, t0 = 0, 0, time.perf_counter()
             if done % cfg.checkpoint_every == 0 or last:
