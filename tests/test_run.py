@@ -156,6 +156,9 @@ def test_run_shows_plan_progress_results_and_a_final_line_in_context(tmp_path):
     out = r.stdout
     assert f"run {d}: 2 of 2 epochs" in out and "random policy:" in out and "over 6 episodes" in out
     assert f"wmcli plot {d}" in out and "--compare" in out
+    imagine = next(line.strip() for line in out.splitlines() if "--compare" in line).split()
+    r = run_wmcli(*imagine[1:], "--steps", "1")  # the suggested command works as printed
+    assert r.returncode == 0, r.stderr
 
 
 def test_first_ctrl_c_in_run_keeps_everything_and_says_how_to_go_on(tmp_path):

@@ -97,11 +97,17 @@ def compare_to_random(agent: dict | None, random: dict | None) -> dict | None:
     return {"difference": diff, "se": se, "beats_random": bool(diff > 2 * se), "worse_than_random": bool(diff < -2 * se)}
 
 
-def next_commands(run_dir: Path) -> list[str]:
-    """What to type next to look at a run."""
+def next_commands(run_dir: Path, store: Store | None = None, num_context: int = 4, horizon: int = 10) -> list[str]:
+    """What to type next to look at a run: its curves, a dream beside the real game (on the newest
+    episode long enough for `num_context` + `horizon` frames), the evaluation videos."""
     d = Path(run_dir)
-    return [f"wmcli plot {d}", f"wmcli imagine {d / 'wm.pt'} --store {d / 'store'} --episode -1 --compare "
-            f"--horizon 10 -o {d / 'compare.png'}", f"ls {d / 'videos'}  (each evaluation's first episode)"]
+    out = [f"wmcli plot {d}"]
+    paths = store.episode_paths() if store is not None else []
+    fits = [i for i, p in enumerate(paths) if store.episode_length(p) + 1 >= num_context + horizon]
+    if fits:
+        out.append(f"wmcli imagine {d / 'wm.pt'} --store {d / 'store'} --episode {fits[-1]} --compare "
+                   f"--horizon {horizon} -o {d / 'compare.png'}")
+    return out + [f"ls {d / 'videos'}  (each evaluation's first episode)"]
 
 
 def _started(run_dir: Path) -> bool:
@@ -315,7 +321,8 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     return {"run_dir": str(run_dir), "game": spec.name, "epochs_done": state["epoch_done"], "epochs": cfg.epochs,
             "env_steps": _store_steps(store), "final_eval": final, "random": state.get("random_return"),
             "versus_random": compare_to_random(final_stats, state.get("random_return")),
-            "interrupted": interrupted, "next": next_commands(run_dir), "seconds": time.perf_counter() - t0}
+            "interrupted": interrupted, "next": next_commands(run_dir, store, recipe.denoiser.num_context),
+            "seconds": time.perf_counter() - t0}
 
 
 class _Interrupted(Exception):
