@@ -8,7 +8,6 @@ steps played. The same seed gives the same episodes.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from wmcli.base.progress import Every, Progress
+from wmcli.base.seeds import draw_seed
 from wmcli.base.signals import stop_on_sigint
 from wmcli.data.env import default_store_path
 from wmcli.data.play import VectorPlayer
@@ -61,7 +61,7 @@ class Collector:
 
     def __init__(self, spec: EnvSpec, store: Store, num_envs: int = 1, seed: int | None = None,
                  policy: Policy | None = None, collector_name: str = "wmcli collect"):
-        self.seed = secrets.randbelow(2**31) if seed is None else seed
+        self.seed = draw_seed(seed)
         self.spec, self.store, self.num_envs = spec, store, num_envs
         self.policy = policy or RandomPolicy(spec.num_actions, np.random.default_rng(self.seed))  # envs: seed + i
         self.writer = store.writer({"seed": self.seed, "policy": self.policy.name, "collector": collector_name})

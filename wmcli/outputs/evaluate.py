@@ -23,7 +23,6 @@ from typing import NamedTuple
 import numpy as np
 
 from wmcli.base.atomic import check_writable
-from wmcli.base.checkpoint import checkpoint_kind
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every, Progress
 from wmcli.base.seeds import draw_seed
@@ -330,9 +329,6 @@ def evaluate_checkpoint(checkpoint: str | Path | None = None, store: str | Path 
         if not Path(checkpoint).exists():
             raise WmcliError(f"checkpoint {checkpoint} not found; pass the file that `wmcli train-agent -o` wrote "
                              f"(or --policy random --env GAME for the baseline)")
-        if checkpoint_kind(checkpoint) == "world_model":
-            raise WmcliError(f"{checkpoint} is a world-model checkpoint: pass --store PATH to measure it on a "
-                             f"store's held-out episodes (or give an agent checkpoint to play)")
         policy = str(checkpoint)
     play = game_and_policy(env, policy, seed, epsilon, greedy, dict(mode=mode, difficulty=difficulty))
     result = evaluate_policy(play.spec, play.policy, episodes, num_envs=num_envs, seed=play.seed,

@@ -108,8 +108,8 @@ def game_and_policy(game: str | None, policy: str | Path = "random", seed: int |
     if not Path(policy).exists():
         raise WmcliError(f"--policy {str(policy)!r} is neither 'random' nor an existing agent checkpoint "
                          f"(the file `wmcli train-agent -o` wrote)")
-    agent = load_agent(policy, device, hint="pass an agent checkpoint (or measure a world model with "
-                                            "`wmcli eval WM.pt --store STORE`)")
+    agent = load_agent(policy, device, hint="to measure a world model on a store's held-out episodes, pass "
+                                            "--store PATH (wmcli eval WM.pt --store STORE); to play, an agent checkpoint")
     if game is None:
         config = agent.spec.config
         modes = {k: options[k] for k in ("mode", "difficulty") if k in options}
