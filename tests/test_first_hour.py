@@ -188,9 +188,17 @@ def test_plain_progress_lines_for_logs(capsys):
             report(Progress("train-wm", done, 30, "steps", {"denoiser": 0.5}, seconds=done / 10))
         report(Progress("train-wm", 30, 30, "steps", {"denoiser": 0.5}, seconds=3.0))  # said once only
         report(Progress("train-wm", 5, 40, "steps", {"denoiser": 0.4}, seconds=4.0))  # the next epoch
+        report(Progress("train-agent", 60, 60, "steps", {"loss": 0.3}, seconds=7.0))
+        report(Progress("train-agent", 90, 90, "steps", {"loss": 0.2}, seconds=2.0))  # again: only its last report
+        report(Progress("eval", 4, 4, "episodes", {}, seconds=1.0))
+        report(Progress("eval", 4, 4, "episodes", {}, seconds=0.5))  # same total, a new run (its clock restarted)
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "train-wm: 10/30 steps (33%), 1s elapsed  denoiser 0.5000",
         "train-wm: 30/30 steps (100%), 3s elapsed  denoiser 0.5000",
         "train-wm: 5/40 steps (12%), 4s elapsed, eta 28s  denoiser 0.4000",
+        "train-agent: 60/60 steps (100%), 7s elapsed  loss 0.3000",
+        "train-agent: 90/90 steps (100%), 2s elapsed  loss 0.2000",
+        "eval: 4/4 episodes (100%), 1s elapsed",
+        "eval: 4/4 episodes (100%), 0s elapsed",
     ]

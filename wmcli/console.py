@@ -116,14 +116,19 @@ def _plain_lines(err: Console, every: float):
     """Progress as plain lines: `train-wm: 250/400 steps (62%), 1m05s elapsed, eta 39s, denoiser 0.0123 ...`."""
     started: dict[str, float] = {}
     last: dict[str, float] = {}
+    seen: dict[str, Progress] = {}
 
     def report(p: Progress) -> None:
         now = time.monotonic()
         finished = p.total is not None and p.done >= p.total
-        if last.get(p.task) == float("inf"):  # the task's last line is out already
-            if finished:
-                return
-            del last[p.task], started[p.task]  # the same task again (the next epoch of a run)
+        before = seen.get(p.task)
+        seen[p.task] = p
+        if before is not None and (p.total != before.total or p.done < before.done or
+                                   (p.seconds is not None and before.seconds is not None and p.seconds < before.seconds)):
+            last.pop(p.task, None)  # the same task run again (the next epoch of a run): a new line series
+            started.pop(p.task, None)
+        if last.get(p.task) == float("inf"):
+            return  # the task's last line is out already
         t0 = started.setdefault(p.task, now)
         if not finished and now - last.get(p.task, -float("inf")) < every:
             return
