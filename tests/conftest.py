@@ -73,6 +73,15 @@ def run_wmcli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedPro
     )
 
 
+def free_port() -> str:
+    """A TCP port nothing listens on now (torchrun's rendezvous; a fixed one can be taken)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def popen_wmcli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "wmcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

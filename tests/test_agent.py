@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import MICRO, run_wmcli
+from conftest import MICRO, free_port, run_wmcli
 from typer.testing import CliRunner
 
 from wmcli.base.checkpoint import load_checkpoint
@@ -209,7 +209,7 @@ def test_train_agent_ddp_two_cpu_processes(micro_wm, tmp_path):
     import sys
 
     out = tmp_path / "ddp.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29518",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", free_port(),
            "-m", "wmcli", "train-agent", str(micro_wm), "--recipe", "tiny", "-o", str(out), "--steps", "3",
            "--device", "cpu", "--json", *sets("train_agent.log_every=1", "train_agent.batch_size=4")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -10,7 +10,7 @@ import sys
 import time
 
 import torch
-from conftest import MICRO, popen_wmcli, run_wmcli
+from conftest import MICRO, free_port, popen_wmcli, run_wmcli
 from typer.testing import CliRunner
 
 from wmcli.base.checkpoint import load_checkpoint, save_checkpoint
@@ -86,7 +86,7 @@ def test_existing_output_is_not_overwritten(breakout_store, tmp_path):
 
 def test_ddp_two_cpu_processes(breakout_store, tmp_path):
     out = tmp_path / "ddp.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", free_port(),
            "-m", "wmcli", "train-wm", "--store", str(breakout_store.path), "-o", str(out), "--steps", "4",
            "--device", "cpu", "--json", *sets("train_wm.log_every=2", "train_wm.checkpoint_every=2")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
