@@ -228,3 +228,43 @@ def test_default_recipe_fits_the_machine_and_the_game():
         default_recipe("Pong", "cpu")
     rec, folder = run_setup(None)
     assert rec.run.epochs == 6 and str(folder) == "runs/minatar-Breakout-minatar"
+
+
+# ---- DIAMOND's real-step budget (total_real_steps) ---------------------------------------------------------
+
+
+def test_the_atari100k_schedule_plays_exactly_100k_real_steps_whatever_the_initial_collection_took():
+    from wmcli.base.recipe import load_recipe
+    from wmcli.run import collect_target, num_epochs
+
+    cfg = load_recipe("atari100k").run
+    for initial, collecting in ((5000, 950), (7300, 927), (10000, 900)):  # dense, in between, sparse game
+        epochs = num_epochs(cfg, initial)
+        assert epochs == collecting + 50
+        targets = [collect_target(cfg, e, initial) for e in range(epochs + 1)]
+        assert targets[0] == initial and targets[1] == initial + 100  # epoch 1 collects too, as DIAMOND's
+        assert targets[collecting] == 100_000 and targets[-1] == 100_000  # and the last 50 epochs do not
+        assert all(b - a in (0, 100) for a, b in zip(targets, targets[1:]))
+
+
+def test_a_budgeted_run_plays_exactly_its_real_steps(tmp_path):
+    d = tmp_path / "run"
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d), "--json",
+                  *sets("run.total_real_steps=320", "run.final_epochs=1", "run.eval_every=100",
+                        "train_wm.steps=4", "train_agent.steps=2", "run.wm_steps=2", "run.agent_steps=1"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["env_steps"] == 320 and out["epochs"] == 4 and out["epochs_done"] == 4  # 3 collecting + 1
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x["env_steps"] for x in lines] == [200, 240, 280, 320, 320]
+    assert "the initial collection took 200 steps: 4 epochs in all, 320 real steps" in r.stderr
+
+
+def test_a_budget_smaller_than_the_initial_collection_is_refused():
+    import pytest
+
+    from wmcli.base.errors import WmcliError
+    from wmcli.base.recipe import load_recipe
+
+    with pytest.raises(WmcliError, match="run.total_real_steps must cover the longest initial collection \\(10,000 steps"):
+        load_recipe("atari100k", ["run.total_real_steps=8000"])

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from wmcli.base.atomic import make_dir, write_text_atomic
-from wmcli.base.config import Recipe
+from wmcli.base.config import Recipe, RunConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress, count
 from wmcli.base.recipe import load_recipe, recipe_from_dict
@@ -62,19 +62,39 @@ class Event:
     text: str
 
 
-def plan(recipe: Recipe) -> dict:
-    """What a run of `recipe` will do in all: epochs, real steps, training steps, evaluations."""
+def num_epochs(cfg: RunConfig, initial: int) -> int:
+    """Epochs of the schedule after an initial collection of `initial` real steps."""
+    if cfg.total_real_steps is None:
+        return cfg.epochs
+    return (cfg.total_real_steps - initial) // cfg.collect_steps + cfg.final_epochs
+
+
+def collect_target(cfg: RunConfig, epoch: int, initial: int) -> int:
+    """Real steps played by the end of `epoch`'s collection (epoch 0: the initial collection).
+    With total_real_steps, DIAMOND's rule: every epoch from 1 collects collect_steps until the
+    budget is reached, whatever the initial collection took; else epochs 2..collect_epochs do."""
+    if epoch == 0:
+        return initial
+    if cfg.total_real_steps is None:
+        return initial + max(0, min(epoch, cfg.collect_epochs) - 1) * cfg.collect_steps
+    return min(initial + epoch * cfg.collect_steps, cfg.total_real_steps)
+
+
+def plan(recipe: Recipe, initial: int | None = None) -> dict:
+    """What a run of `recipe` will do in all: epochs, real steps, training steps, evaluations.
+    `initial`: what the initial collection took, once known (before: its planned minimum)."""
     cfg = recipe.run
-    collecting = max(0, min(cfg.epochs, cfg.collect_epochs) - 1)
-    trained = max(0, cfg.epochs - 1)
-    evals = sum(1 for e in range(1, cfg.epochs + 1) if e == cfg.epochs or e % cfg.eval_every == 0)
+    initial = cfg.initial_collect_steps if initial is None else initial
+    epochs = num_epochs(cfg, initial)
+    trained = max(0, epochs - 1)
+    evals = sum(1 for e in range(1, epochs + 1) if e == epochs or e % cfg.eval_every == 0)
     return {
-        "epochs": cfg.epochs,
-        "real_steps": cfg.initial_collect_steps + collecting * cfg.collect_steps,
-        "wm_steps": recipe.train_wm.steps + trained * cfg.wm_steps if cfg.epochs else 0,
-        "agent_steps": recipe.train_agent.steps + trained * cfg.agent_steps if cfg.epochs else 0,
+        "epochs": epochs,
+        "real_steps": collect_target(cfg, epochs, initial) if epochs else initial,
+        "wm_steps": recipe.train_wm.steps + trained * cfg.wm_steps if epochs else 0,
+        "agent_steps": recipe.train_agent.steps + trained * cfg.agent_steps if epochs else 0,
         "evaluations": evals,
-        "eval_episodes": max(0, evals - 1) * cfg.eval_episodes + (cfg.final_eval_episodes if cfg.epochs else 0),
+        "eval_episodes": max(0, evals - 1) * cfg.eval_episodes + (cfg.final_eval_episodes if epochs else 0),
     }
 
 
@@ -222,16 +242,19 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     interrupted = None
     epoch, phase = state["epoch_done"] + 1, "collect"
     try:
-        for epoch in range(state["epoch_done"] + 1, cfg.epochs + 1):
+        # The number of epochs is known once epoch 0 has collected (with total_real_steps it follows
+        # from what the initial collection took): the loop asks again after every epoch.
+        while epoch <= num_epochs(cfg, state.get("initial_steps", cfg.initial_collect_steps)):
             line: dict = {"epoch": epoch}
             times: dict[str, float] = {}
             # Collect up to this epoch's target: idempotent, so a resumed epoch tops up.
             phase = "collect"
             initial = state.get("initial_steps", cfg.initial_collect_steps)  # what epoch 0 collected
-            target = initial + max(0, min(epoch, cfg.collect_epochs) - 1) * cfg.collect_steps
+            epochs = num_epochs(cfg, initial)
+            target = collect_target(cfg, epoch, initial)
             have = _store_steps(store) + collector.pending_steps
             if have < target:
-                if epoch >= 2:
+                if epoch >= 1 and agent_path.exists():  # from epoch 2 on (or epoch 1's top-up after a resume)
                     agent = load_agent(agent_path, rt.device)
                     collector.set_policy(AgentPolicy(agent, np.random.default_rng([cfg.seed, 0, epoch]),
                                                      epsilon=cfg.epsilon, device=rt.device))
@@ -283,7 +306,7 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 line["agent_steps"] = r["steps"]
                 if r["interrupted"]:
                     raise _Interrupted
-                last = epoch == cfg.epochs
+                last = epoch == epochs
                 if rt.is_main and (last or epoch % cfg.eval_every == 0):
                     phase = "eval"
                     episodes = cfg.final_eval_episodes if last else cfg.eval_episodes
@@ -298,9 +321,9 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                                                    + _versus(got, state.get("random_return"))))
                     if ev["interrupted"]:
                         raise _Interrupted
-                if epoch == 1 and cfg.epochs > 1 and "wm" in times and "agent" in times:
-                    left = (cfg.epochs - 1) * (cfg.wm_steps * times["wm"] + cfg.agent_steps * times["agent"])
-                    rest = "the last epoch" if cfg.epochs == 2 else f"the other {cfg.epochs - 1} epochs"
+                if epoch == 1 and epochs > 1 and "wm" in times and "agent" in times:
+                    left = (epochs - 1) * (cfg.wm_steps * times["wm"] + cfg.agent_steps * times["agent"])
+                    rest = "the last epoch" if epochs == 2 else f"the other {epochs - 1} epochs"
                     say(Event(epoch, "estimate", f"{_duration(left)} for {rest} (training rates of epoch 1; "
                                                  f"collection and evaluations extra)"))
             line["seconds"] = time.perf_counter() - t0
@@ -308,6 +331,11 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 log.write(line, line["env_steps"])
                 state = {**state, "epoch_done": epoch, "initial_steps": line["env_steps"] if epoch == 0 else initial}
                 _write_json(state_path, state)
+            if epoch == 0 and cfg.total_real_steps is not None:
+                p = plan(recipe, line["env_steps"])
+                say(Event(epoch, "plan", f"the initial collection took {line['env_steps']:,} steps: "
+                                         f"{count(p['epochs'], 'epoch')} in all, {p['real_steps']:,} real steps"))
+            epoch += 1
     except (_Interrupted, KeyboardInterrupt):
         interrupted = {"epoch": epoch, "phase": phase}
     finally:
@@ -318,7 +346,8 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     final = evals[-1]["eval"] if evals else None
     final_stats = None if final is None or final.get("return_sem") is None else {
         "mean": final["return_mean"], "sem": final["return_sem"], "episodes": final["episodes"]}
-    return {"run_dir": str(run_dir), "game": spec.name, "epochs_done": state["epoch_done"], "epochs": cfg.epochs,
+    epochs = num_epochs(cfg, state.get("initial_steps", cfg.initial_collect_steps))
+    return {"run_dir": str(run_dir), "game": spec.name, "epochs_done": state["epoch_done"], "epochs": epochs,
             "env_steps": _store_steps(store), "final_eval": final, "random": state.get("random_return"),
             "versus_random": compare_to_random(final_stats, state.get("random_return")),
             "interrupted": interrupted, "next": next_commands(run_dir, store, recipe.denoiser.num_context),

@@ -359,8 +359,15 @@ class RunConfig:
     number this many (DIAMOND: 10); 0: never."""
     initial_collect_max_steps: int = 10_000
     """...but no more than this many random steps in all (DIAMOND: 10,000)."""
+    total_real_steps: int | None = None
+    """Real steps in all, the initial collection included (DIAMOND: 100,000, the Atari 100k budget).
+    When set, the schedule follows from what the initial collection took, as DIAMOND's does:
+    (total_real_steps - initial) / collect_steps collecting epochs, epoch 1 collecting too, then
+    `final_epochs` that only train; `epochs` and `collect_epochs` are not used. null: they are."""
+    final_epochs: int = 50
+    """With total_real_steps: training-only epochs after the last collection (DIAMOND: 50)."""
     epochs: int = 1000
-    """Training epochs (DIAMOND: 1,000 with a 5,000-step initial collection); 0: the initial collection only."""
+    """Training epochs, without total_real_steps; 0: the initial collection only."""
     collect_steps: int = 100
     """Real steps collected with the agent at the start of each epoch after the first (DIAMOND: 100)."""
     collect_epochs: int = 950
@@ -390,6 +397,16 @@ class RunConfig:
         _at_least(self, 0, "epochs", "initial_collect_min_rewards", "initial_collect_max_steps", "collect_epochs",
                   "wm_steps", "agent_steps", "seed")
         _probability(self, "epsilon")
+        if self.total_real_steps is not None:
+            longest = max(self.initial_collect_steps,
+                          self.initial_collect_max_steps if self.initial_collect_min_rewards > 0 else 0)
+            _check(self, "total_real_steps", self.total_real_steps >= longest,
+                   f"must cover the longest initial collection ({longest:,} steps: initial_collect_steps, and "
+                   f"initial_collect_max_steps while initial_collect_min_rewards > 0)")
+            _check(self, "total_real_steps", self.total_real_steps % self.collect_steps == 0
+                   and self.initial_collect_steps % self.collect_steps == 0,
+                   f"and initial_collect_steps must be whole numbers of collect_steps ({self.collect_steps})")
+            _at_least(self, 0, "final_epochs")
 
 
 # ---- the whole recipe ------------------------------------------------------------------------------
