@@ -162,3 +162,24 @@ def test_minatar_frames_and_determinism():
     assert a.shape == (101, 20, 20, 3) and a.dtype == np.uint8
     assert len(np.unique(a.reshape(-1, 3), axis=0)) >= 3  # background + several objects
     np.testing.assert_array_equal(a, play(1))
+
+
+def test_both_paths_draw_no_ops_in_zero_to_noop_max_minus_one():
+    """The range docs/env.md states: ale-py's vector env draws [0, noop_max - 1] (read off the
+    episode frame number after reset), and the numpy path draws the same."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    fast = set()
+    for seed in range(12):
+        v = AtariVectorEnv("breakout", 4, noop_max=3, stack_num=1, img_height=64, img_width=64, grayscale=False,
+                           frameskip=4, maxpool=True, reward_clipping=False, episodic_life=False, use_fire_reset=False)
+        _, info = v.reset(seed=seed)
+        fast.update(int(x) for x in info["episode_frame_number"])
+        v.close()
+    env = make_env(make_spec(EnvConfig(game="Breakout", noop_max=3)))  # one env: the numpy path
+    slow = set()
+    for seed in range(40):
+        env.reset(seed=seed)
+        slow.add(env.ale.getEpisodeFrameNumber())
+    env.close()
+    assert fast == slow == {0, 1, 2}

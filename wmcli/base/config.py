@@ -70,7 +70,8 @@ class EnvConfig:
     frame_skip: int = 4
     """Raw frames per agent step; the observation max-pools the last two (DIAMOND: 4). ALE only."""
     noop_max: int = 30
-    """Up to this many no-op frames at reset, drawn uniformly in [0, noop_max] (DIAMOND: 30)."""
+    """No-op frames at reset: uniform in [0, noop_max - 1], as ale-py's vector env draws them (DIAMOND:
+    30, with its gymnasium wrapper drawing in [1, 30])."""
     sticky_prob: float = 0.0
     """Probability of repeating the previous action (DIAMOND: 0; ALE v5 default: 0.25)."""
     max_episode_frames: int = 108_000

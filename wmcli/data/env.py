@@ -234,12 +234,13 @@ class AtariProtocol(gym.Env):
         self.action_space = gym.spaces.Discrete(spec.num_actions)
 
     def reset(self, *, seed=None, options=None):
-        """Reset, then play `noops` no-op frames (options["noops"], else uniform in [0, noop_max])."""
+        """Reset, then play `noops` no-op frames (options["noops"], else uniform in [0, noop_max - 1],
+        as ale-py's vector env draws them)."""
         super().reset(seed=seed)
         self.ale_env.reset(seed=seed)
         noops = (options or {}).get("noops")
         if noops is None:
-            noops = int(self.np_random.integers(0, self.spec_.config.noop_max + 1))
+            noops = int(self.np_random.integers(0, max(self.spec_.config.noop_max, 1)))
         for _ in range(noops):
             _, _, term, trunc, _ = self.ale_env.step(0)
             if term or trunc:
