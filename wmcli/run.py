@@ -223,7 +223,7 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     metrics = run_dir / "metrics.jsonl"
     log = MetricsLog(metrics, enabled=rt.is_main)
     say = on_event or (lambda e: None)
-    whole = plan(recipe)
+    whole = plan(recipe, state.get("initial_steps"))  # a resumed run knows what its initial collection took
     say(Event(state["epoch_done"] + 1, "plan",
               f"{count(whole['epochs'], 'epoch')} of {spec.name}: {whole['real_steps']:,} real steps, {whole['wm_steps']:,} "
               f"world-model and {whole['agent_steps']:,} agent training steps, {count(whole['evaluations'], 'evaluation')} "
