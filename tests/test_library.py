@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import MICRO
 
-from wmcli.base.checkpoint import checkpoint_kind, load_checkpoint, recipe_for
+from wmcli.base.checkpoint import load_checkpoint, read_checkpoint, recipe_for
 from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Every
@@ -38,13 +38,13 @@ def test_recipe_for_prefers_a_name_then_what_it_continues_then_the_default(micro
 
 
 def test_a_checkpoint_says_what_it_is(micro_wm, tmp_path):
-    assert checkpoint_kind(micro_wm) == "world_model"
+    assert read_checkpoint(micro_wm)["kind"] == "world_model"
     with pytest.raises(WmcliError) as e:
         load_checkpoint(micro_wm, "agent", hint="measure it with --store")
     assert "is a world-model checkpoint" in str(e.value) and str(e.value).endswith("measure it with --store")
     (tmp_path / "x.pt").write_text("not a checkpoint")
     with pytest.raises(WmcliError, match="not a readable wmcli checkpoint"):
-        checkpoint_kind(tmp_path / "x.pt")
+        read_checkpoint(tmp_path / "x.pt")
 
 
 def test_game_and_policy(tmp_path, micro_wm):

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as Bar
 from rich.table import Table
 
-from wmcli.base.progress import Progress
+from wmcli.base.progress import Progress, starts_over
 
 
 def json_text(obj) -> str:
@@ -97,12 +97,16 @@ def progress(enabled: bool = True, every: float = 10.0):
                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     bar = Bar(*columns, console=err)
     tasks: dict[str, int] = {}
+    seen: dict[str, Progress] = {}
 
     def report(p: Progress) -> None:
         if not bar.live.is_started:
             bar.start()
         if p.task not in tasks:
             tasks[p.task] = bar.add_task(p.task, total=p.total, info="")
+        elif starts_over(seen[p.task], p):
+            bar.reset(tasks[p.task], total=p.total)  # the next epoch's run: its own clock and count
+        seen[p.task] = p
         bar.update(tasks[p.task], completed=p.done, total=p.total, info=describe(p))
 
     try:
@@ -123,8 +127,7 @@ def _plain_lines(err: Console, every: float):
         finished = p.total is not None and p.done >= p.total
         before = seen.get(p.task)
         seen[p.task] = p
-        if before is not None and (p.total != before.total or p.done < before.done or
-                                   (p.seconds is not None and before.seconds is not None and p.seconds < before.seconds)):
+        if starts_over(before, p):
             last.pop(p.task, None)  # the same task run again (the next epoch of a run): a new line series
             started.pop(p.task, None)
         if last.get(p.task) == float("inf"):

@@ -72,19 +72,23 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False):
 
 def unwritable(path: str | os.PathLike, e: OSError) -> WmcliError:
     """The one message for a place wmcli cannot write."""
-    why = e.strerror or type(e).__name__
-    blocked = next((p for p in Path(path).parents if p.exists()), None)
-    if blocked is not None and not blocked.is_dir():
-        why = f"{blocked} is a file, not a folder"
+    blocked = _file_in_the_way(path)
+    why = f"{blocked} is a file, not a folder" if blocked is not None else (e.strerror or type(e).__name__)
     return WmcliError(f"cannot write {path} ({why}); choose a writable place (or free some space)")
+
+
+def _file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The nearest existing ancestor of `path` when it is a file (nothing can be made under it)."""
+    blocked = next((p for p in Path(path).parents if p.exists()), None)
+    return blocked if blocked is not None and not blocked.is_dir() else None
 
 
 def check_writable(path: str | os.PathLike) -> None:
     """Fail now, with one clear line, when `path` could not be written later (its folder is missing
     or does not take new files, or it is a folder): long work checks its outputs before it starts."""
-    if Path(path).is_dir():
-        raise WmcliError(f"cannot write {path}: it is a folder; name a file (e.g. {Path(path) / 'out'}...)")
     path = Path(path)
+    if path.is_dir():
+        raise WmcliError(f"cannot write {path}: it is a folder; name a file in it instead")
     make_parent(path)
     probe = temp_path(path)
     try:
@@ -102,9 +106,8 @@ def make_parent(path: str | os.PathLike) -> None:
     parent = Path(path).parent
     if parent.is_dir():
         return
-    blocked = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if blocked is not None and not blocked.is_dir():
-        raise WmcliError(f"cannot write {path} ({blocked} is a file, not a folder); choose a writable place")
+    if _file_in_the_way(path) is not None:
+        raise unwritable(path, NotADirectoryError(20, "Not a directory"))
     raise WmcliError(f"cannot write {path}: the folder {parent} does not exist; create it (mkdir -p {parent}) "
                      f"or choose another place")
 

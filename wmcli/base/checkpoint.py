@@ -7,8 +7,8 @@ grad-scaler and RNG states. Everything in it is tensors and plain Python values,
 needs no pickled code. Saving writes a temporary file and renames it over the old one: a kill
 during a save leaves the previous checkpoint whole.
 
-`read_checkpoint` reads any kind (`checkpoint_kind` says which it is, for commands that accept
-both); `load_checkpoint` insists on one kind; `recipe_for` picks the recipe a training starts
+`read_checkpoint` reads any kind (its `kind` says which); `load_checkpoint` insists on one kind
+and says what to do with another; `recipe_for` picks the recipe a training starts
 from (a named recipe, or the one stored in a checkpoint it continues or builds on).
 """
 
@@ -65,11 +65,6 @@ def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint
             f"({__version__}, format {FORMAT_VERSION}); upgrade wmcli"
         )
     return ckpt
-
-
-def checkpoint_kind(path: str | os.PathLike) -> str:
-    """"world_model" or "agent" (or another kind a newer wmcli wrote)."""
-    return read_checkpoint(path)["kind"]
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str, hint: str | None = None) -> dict:

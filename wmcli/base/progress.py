@@ -25,6 +25,15 @@ class Progress:
     seconds: float | None = None  # since the task began (its set-up included), for elapsed and eta
 
 
+def starts_over(before: Progress | None, p: Progress) -> bool:
+    """Whether report `p` begins a new run of the task `before` was last reported for (the next
+    epoch of `wmcli run`): its total changed, its count or its clock went back."""
+    if before is None:
+        return False
+    clock_back = p.seconds is not None and before.seconds is not None and p.seconds < before.seconds
+    return p.total != before.total or p.done < before.done or clock_back
+
+
 class Every:
     """True at most once per `seconds` (the first call included): throttles progress reports."""
 
