@@ -206,7 +206,7 @@ def train_wm(
 
 @app.command("train-agent")
 def train_agent(
-    world_model: Annotated[Path, typer.Argument(help="World-model checkpoint (wmcli train-wm -o).")],
+    world_model: Annotated[Path, typer.Argument(metavar="WORLD_MODEL", help="World-model checkpoint (wmcli train-wm -o).")],
     store: Annotated[
         Optional[Path], typer.Option(help="Store whose episodes start the dreams (default: the world model's).")
     ] = None,
@@ -258,7 +258,7 @@ def train_agent(
 def eval_(
     checkpoint: Annotated[
         Optional[Path],
-        typer.Argument(help="An agent checkpoint (wmcli train-agent -o) to play, or a world-model checkpoint "
+        typer.Argument(metavar="CHECKPOINT", help="An agent checkpoint (wmcli train-agent -o) to play, or a world-model checkpoint "
                             "(wmcli train-wm -o) to measure on --store."),
     ] = None,
     env: Annotated[
@@ -312,7 +312,7 @@ def eval_(
 
 @app.command("run")
 def run(
-    run_dir_arg: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", help="Run folder (same as --run-dir).")] = None,
+    run_dir_arg: Annotated[Optional[Path], typer.Argument(metavar="DIR", help="Run folder (same as --run-dir).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<game>-<recipe>).")] = None,
     env: Annotated[Optional[str], typer.Option("--env", help="Game (default: the recipe's env.game).")] = None,
     recipe: Annotated[
@@ -357,7 +357,7 @@ def run(
 
 @app.command("plot")
 def plot(
-    path: Annotated[Path, typer.Argument(help="A run folder (wmcli run), or a *.metrics.jsonl file.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A run folder (wmcli run), or a *.metrics.jsonl file.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG to write (default: DIR/curves.png).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -374,7 +374,7 @@ def plot(
 
 @app.command()
 def imagine(
-    checkpoint: Annotated[Path, typer.Argument(help="World-model checkpoint (wmcli train-wm -o).")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="World-model checkpoint (wmcli train-wm -o).")],
     output: Annotated[
         str,
         typer.Option("-o", "--output", help="By extension: .mp4, .gif, .png (rows: rollouts, columns: time), .npz "
@@ -463,8 +463,8 @@ def imagine(
 
 @app.command()
 def fvd(
-    real: Annotated[Path, typer.Argument(help="Real videos: a folder of .mp4/.gif/.npz files, one such file, a store, or FILE.npz:ARRAY.")],
-    generated: Annotated[Path, typer.Argument(help="Generated videos, in any of the same forms.")],
+    real: Annotated[Path, typer.Argument(metavar="REAL", help="Real videos: a folder of .mp4/.gif/.npz files, one such file, a store, or FILE.npz:ARRAY.")],
+    generated: Annotated[Path, typer.Argument(metavar="GENERATED", help="Generated videos, in any of the same forms.")],
     detector: Annotated[
         Optional[Path],
         typer.Option(help="I3D weights: the TorchScript i3d_torchscript.pt or the PyTorch port's rgb_imagenet.pt "
@@ -502,7 +502,7 @@ def fvd(
 
 @store_app.command("info")
 def store_info(
-    path: Annotated[Path, typer.Argument(help="Store folder.")],
+    path: Annotated[Path, typer.Argument(metavar="STORE", help="Store folder.")],
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files (listed on stderr).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -551,7 +551,7 @@ def recipes(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 @recipes_app.command("show")
 def recipes_show(
-    name: Annotated[str, typer.Argument(help=f"A built-in recipe ({RECIPES}) or a YAML file.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help=f"A built-in recipe ({RECIPES}) or a YAML file.")],
     resolved: Annotated[bool, typer.Option(help="Every value, defaults and `base:` included (default: the file as written).")] = False,
 ) -> None:
     """Print a recipe as YAML, to start your own from: wmcli recipes show minatar > mine.yaml."""
