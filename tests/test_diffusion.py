@@ -115,10 +115,13 @@ def test_diamond_sized_denoiser_has_diamonds_parameter_count():
     assert sum(p.numel() for p in d.parameters()) == 4_405_955
 
 
-def test_fresh_model_predicts_zero_network_output():
+def test_fresh_model_outputs_its_output_convs_bias():
+    # DIAMOND zero-initialises the output conv's weight only: a fresh network outputs the bias.
     d = tiny()
     out = d(torch.randn(2, 3, 16, 16), torch.zeros(2), torch.randn(2, 2, 3, 16, 16), torch.zeros(2, 2, dtype=torch.long))
-    assert out.abs().max().item() == 0.0  # zero-initialised output layer
+    bias = d.unet.conv_out.bias.detach()
+    assert bias.abs().max() > 0
+    torch.testing.assert_close(out.detach(), bias[None, :, None, None].expand_as(out), rtol=0, atol=1e-7)
 
 
 def test_karras_schedule():

@@ -37,6 +37,9 @@ app.add_typer(store_app, name="store")
 recipes_app = typer.Typer(help="The built-in recipes: list them, or print one as YAML to start your own from.",
                           invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(recipes_app, name="recipes")
+import_app = typer.Typer(help="Bring models trained by other programs into wmcli (DIAMOND's).", no_args_is_help=True,
+                         rich_markup_mode=None)
+app.add_typer(import_app, name="import")
 
 
 def _version(value: bool) -> None:
@@ -559,6 +562,36 @@ def recipes_show(
         from wmcli.base.recipe import recipe_text
 
         console.say(recipe_text(name, resolved=resolved).rstrip("\n"))
+
+
+@import_app.command("diamond")
+def import_diamond(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A DIAMOND agent checkpoint, e.g. "
+                                                                           "atari_100k/models/Breakout.pt.")],
+    game: Annotated[str, typer.Option(help="The Atari game it was trained on, e.g. Breakout.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Folder for wm.pt and agent.pt "
+                                                                            "(default: diamond-<Game>).")] = None,
+    set_: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace wm.pt and agent.pt already in the folder.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a trained DIAMOND agent into a wmcli world model (wm.pt) and agent (agent.pt).
+
+    DIAMOND publishes one for each Atari 100k game: the files atari_100k/models/<Game>.pt of the
+    Hugging Face repository eloialonso/diamond (download them yourself; wmcli never downloads).
+    The file is read without running code from it; the networks' sizes are read off its
+    tensors, DIAMOND's other settings come from the atari100k recipe (--set changes them).
+    """
+    with _user_errors("import diamond"):
+        from wmcli.world.diamond import default_import_dir, import_rows
+        from wmcli.world.diamond import import_diamond as run_import
+
+        out = output if output is not None else default_import_dir(game)
+        result = run_import(checkpoint, game, out, overrides=set_ or [], overwrite=overwrite)
+        if as_json:
+            console.print_json(result)
+        else:
+            console.print_table(f"imported {checkpoint}", import_rows(result))
 
 
 def main() -> None:

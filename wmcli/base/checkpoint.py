@@ -26,7 +26,9 @@ from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.recipe import load_recipe, recipe_from_dict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the networks compute DIAMOND's functions (attention residual, U-Net up path, reward/end head
+without bias); format-1 checkpoints hold networks of another function and are refused."""
 KINDS = {"world_model": "a world-model checkpoint (wmcli train-wm)", "agent": "an agent checkpoint (wmcli train-agent)"}
 MAKERS = {"world_model": "train-wm", "agent": "train-agent"}
 DEFAULT_RECIPE = "tiny"
@@ -59,6 +61,11 @@ def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint
         raise WmcliError(f"{path} is not a readable wmcli checkpoint ({first[:160]})") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "format_version" not in ckpt:
         raise WmcliError(f"{path} is not a wmcli checkpoint (no kind/format fields); pass {expected}")
+    if ckpt["format_version"] < FORMAT_VERSION:
+        raise WmcliError(
+            f"{path} was written by wmcli {ckpt.get('wmcli_version', '?')} (checkpoint format {ckpt['format_version']}), "
+            f"whose networks differ from this version's (now exactly DIAMOND's, see CHANGELOG); train it again"
+        )
     if ckpt["format_version"] > FORMAT_VERSION:
         raise WmcliError(
             f"{path} has checkpoint format {ckpt['format_version']}, newer than this wmcli "

@@ -197,9 +197,20 @@ class SamplerConfig:
     """EDM: scale of the churn noise."""
     eta: float = 0.0
     """DDIM: 0 is deterministic, 1 matches DDPM's ancestral variance."""
+    start_noise: str = "sigma_max"
+    """EDM: the noise sampling starts from: "sigma_max", N(0, sigma_max^2) as Karras et al.'s
+    schedule assumes, or "unit", N(0, 1) while the first step is still taken at sigma_max, as
+    DIAMOND's sampler does (DIAMOND's agents were trained in dreams sampled that way: the
+    atari100k recipe and imported DIAMOND models use "unit")."""
+    quantize: str = "round"
+    """How each denoised estimate is put on the 256 levels of an 8-bit frame: "round" (the nearest
+    level) or "truncate" (DIAMOND's `.byte()`: the level below, about half a level darker on
+    average; the atari100k recipe and imported DIAMOND models use it, to dream as DIAMOND does)."""
 
     def __post_init__(self):
         _check(self, "name", self.name in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}")
+        _check(self, "start_noise", self.start_noise in ("sigma_max", "unit"), "must be 'sigma_max' or 'unit'")
+        _check(self, "quantize", self.quantize in ("round", "truncate"), "must be 'round' or 'truncate'")
         _at_least(self, 1, "num_steps")
         _positive(self, "sigma_min", "rho")
         _check(self, "sigma_max", self.sigma_max > self.sigma_min, f"must exceed sigma_min ({self.sigma_min})")

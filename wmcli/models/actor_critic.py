@@ -2,7 +2,8 @@
 
 The network sees the current frame only and carries memory in an LSTM cell: a 3x3 conv, four
 pre-activation residual blocks each followed by a 2x2 max-pool (64 -> 4), an LSTMCell, and
-zero-initialised policy and value heads (a fresh agent is uniform and values everything at 0).
+zero-initialised policy and value heads (a fresh agent is uniform and values everything at 0),
+DIAMOND's LSTM initialisation (forget-gate bias 1). DIAMOND's trained weights load unchanged.
 The loss is REINFORCE with a value baseline on lambda-returns, a value regression and an
 entropy bonus, with rewards sign-clipped (DIAMOND, Appendix; Hafner et al. for lambda-returns).
 """
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from wmcli.base.config import ActorCriticConfig
+from wmcli.models.nets import init_lstm
 
 
 class _ResBlock(nn.Module):
@@ -46,6 +48,7 @@ class ActorCritic(nn.Module):
         for head in (self.policy, self.value):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        init_lstm(self.lstm)
 
     def initial_state(self, batch_size: int, device=None) -> tuple[Tensor, Tensor]:
         h = torch.zeros(batch_size, self.cfg.lstm_dim, device=device)

@@ -1,9 +1,15 @@
-"""Network blocks and the denoiser's U-Net, after DIAMOND's (Alonso et al., 2024, Appendix).
+"""Network blocks and the denoiser's U-Net: DIAMOND's (Alonso et al., 2024), function for function.
 
 The conditioning vector `cond` (noise level + action history) enters every residual block
 through adaptive group norm: x * (1 + scale) + shift, with scale and shift read off `cond`.
-The output convolutions of every block, of attention and of the network are zero-initialised,
-so a fresh model predicts zero and each block starts as the identity.
+Each block computes what DIAMOND's block of the same name computes (its `src/models/blocks.py`),
+so DIAMOND's trained weights load into these modules unchanged (wmcli.world.diamond) and give
+its outputs; that includes its choices below, which a test pins against DIAMOND's own modules:
+- self-attention adds its output to the *normalised* input (not to the block's input);
+- the U-Net's up path ends each level at the channels of the level above (as DIAMOND's does);
+- initialisation: the second conv of each residual block and the network's output conv start
+  with zero weights (their biases keep torch's default), attention's output projection at zero,
+  down-sampling convs orthogonal.
 """
 
 from __future__ import annotations
@@ -25,6 +31,21 @@ def _zero(module: nn.Module) -> nn.Module:
 
 def _groups(c: int) -> int:
     return max(1, c // 32)
+
+
+def init_lstm(lstm: nn.LSTM | nn.LSTMCell) -> None:
+    """DIAMOND's LSTM initialisation: input weights Xavier-uniform, recurrent weights orthogonal,
+    biases zero but the forget gate's input bias at 1 (torch orders the gates i, f, g, o)."""
+    for name, p in lstm.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(p)
+        elif name.startswith("weight_hh"):
+            nn.init.orthogonal_(p)
+        elif name.startswith("bias"):
+            nn.init.zeros_(p)
+            if name.startswith("bias_ih"):
+                h = p.shape[0] // 4
+                nn.init.ones_(p[h:2 * h])
 
 
 class FourierFeatures(nn.Module):
@@ -54,7 +75,11 @@ class AdaGroupNorm(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over the H*W positions (scaled dot product, fused by SDPA)."""
+    """Multi-head self-attention over the H*W positions (scaled dot product, fused by SDPA).
+
+    As DIAMOND's SelfAttention2d: the residual adds the attention output to the group-normalised
+    input, so the block's output is norm(x) + out(attn(norm(x))), not x + ...; DIAMOND's trained
+    models compute that, and a fresh block (output projection at zero) starts as the norm."""
 
     def __init__(self, channels: int, head_dim: int):
         super().__init__()
@@ -65,7 +90,8 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
-        qkv = self.qkv(self.norm(x)).view(B, 3, self.heads, C // self.heads, H * W)
+        x = self.norm(x)
+        qkv = self.qkv(x).view(B, 3, self.heads, C // self.heads, H * W)
         q, k, v = qkv.transpose(-1, -2).unbind(dim=1)  # (B, heads, HW, d) each
         y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
         y = y.transpose(-1, -2).reshape(B, C, H, W)
@@ -80,7 +106,8 @@ class ResBlock(nn.Module):
         self.norm1 = AdaGroupNorm(in_c, cond_c)
         self.conv1 = nn.Conv2d(in_c, out_c, 3, padding=1)
         self.norm2 = AdaGroupNorm(out_c, cond_c)
-        self.conv2 = _zero(nn.Conv2d(out_c, out_c, 3, padding=1))
+        self.conv2 = nn.Conv2d(out_c, out_c, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # DIAMOND: the weight only; the bias keeps torch's default
         self.skip = nn.Conv2d(in_c, out_c, 1) if in_c != out_c else nn.Identity()
         self.attn = SelfAttention(out_c, head_dim) if attn else nn.Identity()
 
@@ -90,11 +117,20 @@ class ResBlock(nn.Module):
         return self.attn(self.skip(x) + h)
 
 
+def downsample(channels: int) -> nn.Conv2d:
+    """A stride-2 3x3 conv halving H and W, orthogonally initialised (DIAMOND's Downsample)."""
+    conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+    nn.init.orthogonal_(conv.weight)
+    return conv
+
+
 class UNet(nn.Module):
     """U-Net over (B, in_channels, H, W) -> (B, out_channels, H, W), conditioned on (B, cond).
 
     H and W must be divisible by 2 ** (levels - 1). Skips: the stem's output and every block's
-    and downsampler's output on the way down feed one block each on the way up.
+    and downsampler's output on the way down feed one block each on the way up. On the way up,
+    level i has depths[i] + 1 blocks; the last one brings the channels to those of level i - 1
+    (DIAMOND's layout), then a nearest x2 upsampling and a 3x3 conv lead into level i - 1.
     """
 
     def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int):
@@ -113,7 +149,7 @@ class UNet(nn.Module):
                 c = out_c
                 skip_c.append(c)
             if i < len(ch) - 1:
-                level.append(nn.Conv2d(c, c, 3, stride=2, padding=1))  # downsample
+                level.append(downsample(c))
                 skip_c.append(c)
             self.down.append(level)
 
@@ -122,15 +158,17 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for i in reversed(range(len(ch))):
             level = nn.ModuleList()
-            for _ in range(cfg.depths[i] + 1):
-                level.append(ResBlock(c + skip_c.pop(), ch[i], cc, cfg.attn_depths[i], hd))
-                c = ch[i]
+            for j in range(cfg.depths[i] + 1):
+                out_c = ch[max(i - 1, 0)] if j == cfg.depths[i] else ch[i]
+                level.append(ResBlock(c + skip_c.pop(), out_c, cc, cfg.attn_depths[i], hd))
+                c = out_c
             if i > 0:
                 level.append(nn.Conv2d(c, c, 3, padding=1))  # after nearest x2 upsampling
             self.up.append(level)
 
         self.norm_out = nn.GroupNorm(_groups(c), c)
-        self.conv_out = _zero(nn.Conv2d(c, out_channels, 3, padding=1))
+        self.conv_out = nn.Conv2d(c, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)  # DIAMOND: the weight only
 
     def _block(self, block: ResBlock, x: Tensor, cond: Tensor) -> Tensor:
         if self.cfg.grad_checkpointing and self.training:

@@ -2,7 +2,8 @@
 
 After DIAMOND: frames t and t+1 (6 channels) go through a conv encoder whose residual blocks
 take the action through adaptive group norm; an LSTM over time then predicts the reward's sign
-(3 classes: -1, 0, +1) and the end (2 classes). In imagination its LSTM is first burned in on
+(3 classes: -1, 0, +1) and the end (2 classes). Layout, initialisation and outputs are DIAMOND's
+(its `src/models/rew_end_model.py`; DIAMOND's trained weights load unchanged). In imagination its LSTM is first burned in on
 the real context frames, then reward and end are sampled from its outputs.
 """
 
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcli.base.config import RewEndConfig
-from wmcli.models.nets import ResBlock
+from wmcli.models.nets import ResBlock, downsample, init_lstm
 
 
 class RewEndModel(nn.Module):
@@ -29,12 +30,14 @@ class RewEndModel(nn.Module):
                 blocks.append(ResBlock(c, out_c, cc, False, cfg.attn_head_dim))
                 c = out_c
             if i < len(ch) - 1:
-                blocks.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                blocks.append(downsample(c))
         blocks += [ResBlock(c, c, cc, True, cfg.attn_head_dim) for _ in range(2)]
         self.encoder = nn.ModuleList(blocks)
         side = frame_size // 2 ** (len(ch) - 1)
         self.lstm = nn.LSTM(c * side * side, cfg.lstm_dim, batch_first=True)
-        self.head = nn.Sequential(nn.Linear(cfg.lstm_dim, cfg.lstm_dim), nn.SiLU(), nn.Linear(cfg.lstm_dim, 3 + 2))
+        self.head = nn.Sequential(nn.Linear(cfg.lstm_dim, cfg.lstm_dim), nn.SiLU(),
+                                  nn.Linear(cfg.lstm_dim, 3 + 2, bias=False))  # DIAMOND: no bias on the logits
+        init_lstm(self.lstm)
 
     def forward(self, obs: Tensor, act: Tensor, next_obs: Tensor, hidden=None):
         """obs, next_obs (B, T, 3, H, W) in [-1, 1]; act (B, T) -> reward logits (B, T, 3),

@@ -123,15 +123,22 @@ def sample_ddim(eps_fn: EpsFn, x: Tensor, timesteps: Tensor, alphas_cumprod: Ten
 # ---- the world model's entry point ---------------------------------------------------------
 
 
-def quantize(x: Tensor) -> Tensor:
-    """Clamp to [-1, 1] and round to the 256 levels of an 8-bit frame."""
+def quantize(x: Tensor, mode: str = "round") -> Tensor:
+    """Clamp to [-1, 1] and put on the 256 levels of an 8-bit frame: the nearest level ("round"),
+    or the level below ("truncate": DIAMOND's arithmetic, (x + 1) / 2 * 255 floored as `.byte()`
+    does, in its order of operations so that its trained models dream exactly as in DIAMOND)."""
+    if mode == "truncate":
+        return x.clamp(-1, 1).add(1).div(2).mul(255).floor().div(255).mul(2).sub(1)
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
 def sample_next_obs(denoiser, obs: Tensor, act: Tensor, cfg: SamplerConfig,
                     generator: torch.Generator | None = None, callback=None) -> Tensor:
     """Generate the next frame (B, 3, H, W) in [-1, 1], 8-bit levels, from context obs (B, n, 3, H, W)
-    and act (B, n). callback(i, x0_estimate) sees each step's prediction of the clean frame."""
+    and act (B, n). callback(i, x0_estimate) sees each step's prediction of the clean frame.
+
+    EDM: every denoised estimate is quantised (cfg.quantize) and the last step lands on the last
+    estimate; the start noise is N(0, sigma_max^2), or N(0, 1) with cfg.start_noise "unit" (DIAMOND)."""
     formulation = denoiser.cfg.formulation
     check_compatible(cfg.name, formulation)
     B, n, C, H, W = obs.shape
@@ -140,10 +147,14 @@ def sample_next_obs(denoiser, obs: Tensor, act: Tensor, cfg: SamplerConfig,
         sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).to(obs.device)
 
         def denoise(x, sigma):
-            return quantize(denoiser.denoise(x, sigma, obs, act))
+            return quantize(denoiser.denoise(x, sigma, obs, act), cfg.quantize)
 
         step = sample_euler if cfg.name == "euler" else sample_heun
-        x = step(denoise, noise * cfg.sigma_max, sigmas, cfg, generator, callback)
+        x = step(denoise, noise if cfg.start_noise == "unit" else noise * cfg.sigma_max, sigmas, cfg, generator, callback)
+        if cfg.quantize == "truncate":
+            # The last step ends at sigma = 0 on the last (quantised) estimate, up to rounding; DIAMOND
+            # returns it as it is: truncating it again could drop a level.
+            return x
     else:
         timesteps = ddim_timesteps(cfg.num_steps, denoiser.cfg.ddpm_timesteps)
         eta = 1.0 if cfg.name == "ddpm" else cfg.eta

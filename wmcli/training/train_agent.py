@@ -130,7 +130,7 @@ def train_agent(
         start = ckpt["step"]
     ac.to(rt.device)
     opt = make_optimizer(ac, cfg, rt)
-    if ckpt is not None:
+    if ckpt is not None and "resume" in ckpt:  # an imported agent (wmcli import) has no optimizer state yet
         opt.load_state_dict(ckpt["resume"]["opt"])
     B = max(1, cfg.batch_size // rt.world_size)
     try:

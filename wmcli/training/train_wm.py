@@ -97,7 +97,7 @@ def train_world_model(
     rew_end.to(rt.device, memory_format=memory)
     opt_den, opt_rew = make_optimizer(denoiser, cfg, rt), make_optimizer(rew_end, cfg, rt)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
-    if ckpt is not None:
+    if ckpt is not None and "resume" in ckpt:  # an imported model (wmcli import) has no optimizer state yet
         opt_den.load_state_dict(ckpt["resume"]["opt_denoiser"])
         opt_rew.load_state_dict(ckpt["resume"]["opt_rew_end"])
         scaler.load_state_dict(ckpt["resume"]["scaler"])
