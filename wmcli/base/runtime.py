@@ -129,11 +129,11 @@ def to_device(x: np.ndarray, rt: Runtime) -> Tensor:
 
 
 def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on Linear, Conv and LSTM weights; none on biases, norms and embeddings."""
+    """Weight decay on Linear, Conv and LSTM (cell) weights; none on biases, norms and embeddings (DIAMOND's split)."""
     decay, no_decay = [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.LSTM)) and "weight" in name:
+            if isinstance(module, (nn.Linear, nn.Conv2d, nn.LSTM, nn.LSTMCell)) and "weight" in name:
                 decay.append(p)
             else:
                 no_decay.append(p)
