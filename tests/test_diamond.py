@@ -238,3 +238,22 @@ def test_quantize_modes():
     torch.testing.assert_close(quantize(x, "round"), levels[1:], rtol=0, atol=1e-6)
     torch.testing.assert_close(quantize(x, "truncate"), levels[:-1], rtol=0, atol=1e-6)
     assert quantize(torch.tensor([3.0, -3.0]), "truncate").tolist() == [1.0, -1.0]
+
+
+def test_imported_models_collect_and_fine_tune(tmp_path):
+    d = tmp_path / "d"
+    import_diamond(CKPT, "Breakout", d)
+    r = runner.invoke(app, ["collect", "--policy", str(d / "agent.pt"), "--env-steps", "120", "--store", str(tmp_path / "st"),
+                            "--seed", "0", "--json"])
+    assert r.exit_code == 0, r.stderr
+    before = read_checkpoint(d / "wm.pt")["models"]["denoiser"]["unet.conv_in.weight"].clone()
+    r = runner.invoke(app, ["train-wm", "--store", str(tmp_path / "st"), "-o", str(d / "wm.pt"), "--resume", "--steps", "2",
+                            "--set", "train_wm.val_batches=1", "--json"])
+    assert r.exit_code == 0, r.stderr
+    after = read_checkpoint(d / "wm.pt")
+    assert after["step"] == 2 and "resume" in after and after["imported"]["from"] == "DIAMOND"
+    assert not torch.equal(after["models"]["denoiser"]["unet.conv_in.weight"], before)  # trained from the imported weights
+    r = runner.invoke(app, ["train-agent", str(d / "wm.pt"), "--store", str(tmp_path / "st"), "-o", str(d / "agent.pt"),
+                            "--resume", "--steps", "1", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert read_checkpoint(d / "agent.pt")["step"] == 1

@@ -116,8 +116,8 @@ def train_agent(
                      train_wm=wm.recipe.train_wm)
     ckpt = checkpoint_to_resume(out, "agent", resume, overwrite)
     if ckpt is not None:
-        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("actor_critic", "sampler", "train_agent"),
-                            "train_agent", RESUMABLE_KEYS)
+        sections = ("actor_critic", "sampler", "train_agent") if "resume" in ckpt else ("actor_critic",)  # imported: fine-tuning
+        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), sections, "train_agent", RESUMABLE_KEYS)
     buf = EpisodeBuffer(store)
     if buf.num_episodes == 0:
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
@@ -154,6 +154,7 @@ def train_agent(
             save_checkpoint(out, {
                 "kind": "agent", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step,
                 "world_model": {"path": str(world_model_path), "step": wm.step}, "store": str(store_path),
+                **({"imported": ckpt["imported"]} if ckpt is not None and "imported" in ckpt else {}),  # provenance kept
                 "models": {"actor_critic": unwrap(ac).state_dict()}, "resume": {"opt": opt.state_dict()},
             })
 

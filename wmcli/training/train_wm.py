@@ -75,8 +75,10 @@ def train_world_model(
     recipe = replace(recipe, env=spec.config)
     ckpt = checkpoint_to_resume(out, "world_model", resume, overwrite)
     if ckpt is not None:
-        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), ("env", "denoiser", "reward_end", "sampler", "train_wm"),
-                            "train_wm", RESUMABLE_KEYS)
+        # A checkpoint without optimizer state (an imported one) starts a fine-tuning: only the
+        # networks' sections must match; a resumed training must match in everything it depends on.
+        sections = ("env", "denoiser", "reward_end", "sampler", "train_wm") if "resume" in ckpt else ("denoiser", "reward_end")
+        check_resume_recipe(ckpt["recipe"], recipe.to_dict(), sections, "train_wm", RESUMABLE_KEYS)
 
     paths = store.episode_paths()
     if not paths:
@@ -123,6 +125,7 @@ def train_world_model(
         save_checkpoint(out, {
             "kind": "world_model", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step,
             "store": str(store_path), "val_metrics": last_val,
+            **({"imported": ckpt["imported"]} if ckpt is not None and "imported" in ckpt else {}),  # provenance kept
             "models": {"denoiser": unwrap(denoiser).state_dict(), "rew_end": unwrap(rew_end).state_dict()},
             "resume": {"opt_denoiser": opt_den.state_dict(), "opt_rew_end": opt_rew.state_dict(),
                        "scaler": scaler.state_dict()},
