@@ -376,7 +376,7 @@ def plot(
 def report(
     runs: Annotated[
         list[str],
-        typer.Argument(metavar="RUN...", help="Run folders (wmcli run), or LABEL=DIR to compare groups of runs side by side; "
+        typer.Argument(metavar="RUN", help="Run folders (wmcli run), or LABEL=DIR to compare groups of runs side by side; "
                                               "also files saved from `wmcli eval AGENT --json`."),
     ],
     fmt: Annotated[str, typer.Option("--format", help="table, json, markdown or latex.")] = "table",
