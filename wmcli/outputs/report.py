@@ -65,6 +65,10 @@ class RunScore:
 # Reading runs.
 
 
+class NotEvaluated(WmcliError):
+    """A run folder with no evaluation yet (--allow-partial leaves it out)."""
+
+
 def split_label(arg: str | Path) -> tuple[str, Path]:
     """A RUN argument: `DIR`, or `LABEL=DIR` to put the run in group LABEL (a path that exists
     is always taken whole, '=' and all)."""
@@ -97,7 +101,7 @@ def read_run(path: str | Path, label: str = DEFAULT_LABEL, allow_partial: bool =
     lines = read_jsonl(metrics_path) if metrics_path.is_file() else []
     evals = [x for x in lines if isinstance(x.get("eval"), dict) and x["eval"].get("return_mean") is not None]
     if not evals:
-        raise WmcliError(f"run {path} has no evaluation yet (epoch {state.get('epoch_done', -1)} done); finish it with "
+        raise NotEvaluated(f"run {path} has no evaluation yet (epoch {state.get('epoch_done', -1)} done); finish it with "
                          f"`wmcli run --resume {path}`")
     last = evals[-1]
     run_cfg = recipe.get("run", {})
@@ -150,11 +154,11 @@ def read_runs(args: list[str | Path], allow_partial: bool = False) -> tuple[list
         seen.add((label, path.resolve()))
         try:
             run = read_run(path, label, allow_partial)
-        except WmcliError as e:
-            if allow_partial and "has no evaluation yet" in str(e):
-                notes.append(f"left out {path}: no evaluation yet")
-                continue
-            raise
+        except NotEvaluated:
+            if not allow_partial:
+                raise
+            notes.append(f"left out {path}: no evaluation yet")
+            continue
         if not run.final:
             notes.append(f"{path} is unfinished: its last evaluation (epoch {run.epoch}, {run.episodes} episodes) is used")
         runs.append(run)
