@@ -9,7 +9,7 @@
 #     PyTorch's own CPU-only index, whose address PyTorch's install page gives).
 # WMCLI_TORCH=cpu or WMCLI_TORCH=cuda overrides the choice. Every package comes from pip's own
 # configuration (pip.conf, PIP_INDEX_URL); this script names no package index.
-# --test adds the test tools (pytest, MinAtar, matplotlib, tensorboard).
+# --test adds the test tools (pytest, MinAtar, matplotlib, tensorboard, rliable).
 set -eu
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0

@@ -375,6 +375,55 @@ def plot(
             console.say(f"wrote {result['plot']} ({', '.join(result['panels'])})")
 
 
+@app.command("report")
+def report(
+    runs: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN", help="Run folders (wmcli run), or LABEL=DIR to compare groups of runs side by side; "
+                                              "also files saved from `wmcli eval AGENT --json`."),
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="table, json, markdown or latex.")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (same as --format json).")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also draw each group's aggregates with their intervals to this .png.")
+    ] = None,
+    reps: Annotated[int, typer.Option(min=1, help="Bootstrap resamples for the confidence intervals.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the same seed gives the same intervals).")] = 0,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of the confidence intervals.")] = 0.95,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Use an unfinished run's last evaluation, and leave out runs "
+                                                   "without one (default: refuse them).")
+    ] = False,
+) -> None:
+    """Aggregate runs (games x seeds) as the Atari 100k papers do (needs rliable).
+
+    Per game: the runs' mean final return, its spread, the human-normalized score (HNS) and
+    DIAMOND's published score. Over games: median, IQM, mean and optimality gap of the HNS
+    with stratified bootstrap confidence intervals (rliable; Agarwal et al., 2021). Games
+    without human scores (MinAtar) get per-game rows only. docs/report.md explains each number.
+    """
+    with _user_errors("report"):
+        from wmcli.outputs.report import build_report, report_tables, to_latex, to_markdown
+
+        fmt = "json" if as_json else fmt.lower()
+        if fmt not in ("table", "json", "markdown", "latex"):
+            raise WmcliError(f"--format {fmt}: use table, json, markdown or latex")
+        result = build_report(runs, reps=reps, seed=seed, confidence=confidence, allow_partial=allow_partial, plot=plot)
+        if fmt == "json":
+            console.print_json(result)
+        elif fmt == "markdown":
+            console.say(to_markdown(result).rstrip("\n"))
+        elif fmt == "latex":
+            console.say(to_latex(result).rstrip("\n"))
+        else:
+            for table in report_tables(result):
+                console.print_columns(*table)
+            for n in result["notes"]:
+                console.note(n)
+        if result["plot"]:
+            console.note(f"wrote {result['plot']}")
+
+
 @app.command()
 def imagine(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="World-model checkpoint (wmcli train-wm -o).")],

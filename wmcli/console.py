@@ -36,6 +36,18 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     Console(soft_wrap=False).print(t)
 
 
+def print_columns(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A result as a table with a header row on stdout (several values per row); columns of
+    numbers are aligned right."""
+    t = Table(title=title)
+    for i, name in enumerate(header):
+        numeric = bool(rows) and all(r[i][:1] in "0123456789-" for r in rows)
+        t.add_column(name, justify="right" if numeric else "left", no_wrap=True)
+    for row in rows:
+        t.add_row(*row)
+    Console(soft_wrap=False).print(t)
+
+
 def say(text: str, err: bool = False) -> None:
     """One plain line of result (stdout) or of news (stderr)."""
     typer.echo(text, err=err)
