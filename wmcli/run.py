@@ -315,6 +315,8 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 line["wm_steps"], line["wm_val"] = r["steps"], r["val"]
                 if r["val_skipped"]:
                     line["wm_val_skipped"] = r["val_skipped"]
+                    say(Event(epoch, "result", f"world model at step {r['steps']}: validation skipped, "
+                                               f"{r['val_skipped']} (it validates on the evaluation episodes)"))
                 if r["interrupted"]:
                     raise _Interrupted
                 if r["val"]:
