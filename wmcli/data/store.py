@@ -38,6 +38,7 @@ import numpy as np
 from wmcli import __version__
 from wmcli.base.atomic import atomic_path
 from wmcli.base.errors import WmcliError
+from wmcli.base.progress import count
 from wmcli.data.spec import EnvSpec
 
 FORMAT = "wmcli-store/1"
@@ -419,7 +420,8 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("game", s["game"]),
         ("episodes", f"{s['episodes']} ({s['complete_episodes']} complete, {s['cut_episodes']} cut)"),
         ("steps / frames", f"{s['steps']} / {s['frames']}"),
-        *([("unfinished (under way)", f"{s['unfinished_episodes']} episodes, {s['unfinished_steps']} steps")]
+        *([("unfinished (under way)", f"{count(s['unfinished_episodes'], 'episode')}, {s['unfinished_steps']} steps "
+                                         f"(not in the counts above)")]
           if s.get("unfinished_episodes") else []),
         ("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}"),
         ("episode length (complete)", f"mean {fmt(s['length_mean'])} steps"),
