@@ -26,6 +26,16 @@ def test_atari100k_is_diamonds():
     assert (r.train_wm.lr, r.train_wm.batch_size, r.train_wm.autoregressive_steps) == (1e-4, 32, 1)
 
 
+def test_atari100k_freeway_is_atari100k_with_a_cold_actor():
+    """DIAMOND's Freeway: IRIS's low actor temperature (eloialonso/diamond#34), the rest atari100k."""
+    import dataclasses
+
+    base, freeway = load_recipe("atari100k"), load_recipe("atari100k-freeway")
+    assert (freeway.env.game, freeway.run.actor_temperature, base.run.actor_temperature) == ("Freeway", 0.01, 1.0)
+    same = dataclasses.replace(freeway, env=base.env, run=dataclasses.replace(freeway.run, actor_temperature=1.0))
+    assert same == base
+
+
 def test_overrides_are_typed():
     r = load_recipe("tiny", ["train_wm.lr=1e-4", "train_wm.steps=7", "sampler.s_tmax=inf",
                              "denoiser.unet.channels=[8, 16]", "denoiser.unet.depths=[1,1]",
@@ -103,6 +113,7 @@ def test_every_shipped_recipe_loads():
     ("run.epsilon=2", "run.epsilon must be between 0 and 1, got 2"),
     ("run.num_envs=0", "run.num_envs must be at least 1, got 0"),
     ("run.eval_episodes=0", "run.eval_episodes must be at least 1"),
+    ("run.actor_temperature=0", "run.actor_temperature must be above 0"),
     ("train_wm.lr=0", "train_wm.lr must be greater than 0"),
     ("train_wm.val_fraction=1.5", "train_wm.val_fraction must be in [0, 1)"),
     ("train_agent.horizon=0", "train_agent.horizon must be at least 1"),

@@ -47,7 +47,17 @@ def test_run_makes_the_whole_loop_in_one_folder(tmp_path):
     store = Store.open(d / "store")
     policies = {store.read_episode(p, frames=False).attrs["policy"] for p in store.episode_paths()}
     assert policies == {"random", "agent:agent.pt epsilon=0.01"}
+    assert store.partial_paths() == []  # the episodes under way at the end landed as cut ones
     assert json.loads((d / "state.json").read_text())["epoch_done"] == 2
+    # The evaluation episodes: the last evaluation's, in test_store/ (not in the training store);
+    # the world model validated on them once there were any (epoch 2), and said so before (epoch 1).
+    test = Store.open(d / "test_store")
+    assert len(test.episode_paths()) == 3 and all(Store.open(d / "test_store").read_episode(p).attrs["collector"]
+                                                  == "wmcli eval" for p in test.episode_paths())
+    assert "no validation episodes yet" in lines[1]["wm_val_skipped"] and lines[1]["wm_val"] == {}
+    assert "wm_val_skipped" not in lines[2] and "val/psnr_1step" in lines[2]["wm_val"]
+    wm_lines = [json.loads(x) for x in (d / "wm.metrics.jsonl").read_text().splitlines()]
+    assert "val/skipped" in wm_lines[0] and "val/psnr_1step" in wm_lines[-1]
     # The curves of the run, drawn from its metrics.
     r = run_wmcli("plot", str(d), "--json")
     assert r.returncode == 0, r.stderr
@@ -148,7 +158,9 @@ def test_run_shows_plan_progress_results_and_a_final_line_in_context(tmp_path):
     assert "plan: 2 epochs of minatar:Breakout: 240 real steps, 30 world-model and 8 agent training steps, " \
            "2 evaluations (8 episodes)" in err
     assert "random policy: mean return" in err
-    assert "world model at step 20: held-out PSNR" in err and "dB vs copy-last" in err
+    # Epoch 1's world model has no test episodes to validate on yet; epoch 2's has epoch 1's evaluation.
+    assert "world model at step 20: validation skipped, no validation episodes yet" in err
+    assert "world model at step 30: held-out PSNR" in err and "dB vs copy-last" in err
     assert "agent: mean return" in err and "(random: " in err
     assert "for the last epoch (training rates of epoch 1" in err
     # stderr is a pipe here: progress comes as plain lines, one per task at least when it completes
@@ -268,3 +280,26 @@ def test_a_budget_smaller_than_the_initial_collection_is_refused():
 
     with pytest.raises(WmcliError, match="run.total_real_steps must cover the longest initial collection \\(10,000 steps"):
         load_recipe("atari100k", ["run.total_real_steps=8000"])
+
+
+def test_a_resumed_run_keeps_the_episode_a_kill_left_under_way_as_a_cut_one(tmp_path):
+    """The game of an unfinished episode is gone after a kill: the resumed run seals it as a cut
+    episode, its steps counted once in the real-step budget."""
+    from wmcli.base.recipe import load_recipe
+    from wmcli.base.runtime import make_runtime
+    from wmcli.data.collect import Collector
+    from wmcli.run import _store_steps, run_loop
+
+    d = tmp_path / "run"
+    recipe = load_recipe("minatar", [*MICRO_RUN, "run.epochs=0", "run.initial_collect_steps=40"])
+    run_loop(recipe, d, make_runtime("cpu"))
+    store = Store.open(d / "store")
+    assert _store_steps(store) == 40
+    c = Collector(store.spec, store, seed=1)  # a collector killed after writing its game so far
+    c.play(7)
+    c.write_partial()
+    assert _store_steps(store) == 47 and len(store.partial_paths()) == 1
+    r = run_loop(None, d, make_runtime("cpu"), resume=True)
+    assert r["env_steps"] == 47 and store.partial_paths() == []
+    sealed = store.read_episode(store.episode_paths()[-1])
+    assert len(sealed) == 7 and sealed.trunc[-1] and not sealed.end.any()

@@ -208,3 +208,82 @@ def test_buffer_refresh_sees_new_episodes(store):
     w.write(random_episode(7, seed=4))
     assert buf.refresh() == 2 and buf.num_episodes == 3 and buf.num_frames == 6 + 7 + 8
     np.testing.assert_array_equal(buf.episode(2).obs, store.read_episode(store.episode_paths()[2]).obs)
+
+
+def test_an_unfinished_episode_is_replaced_as_it_grows_and_lands_once(store):
+    """partial/ holds the episode under way: each write replaces it; finishing lands it in
+    episodes/ under the same id and removes it. Counts keep the two kinds apart."""
+    from wmcli.data.store import episode_id
+
+    full = random_episode(12, seed=3)
+    w = store.writer({"policy": "random"})
+    eid = w.new_id()
+
+    def first(n: int):
+        return type(full)(obs=full.obs[: n + 1], **{k: getattr(full, k)[:n] for k in ("act", "rew", "end", "life_loss", "trunc")})
+
+    w.write_partial(first(4), eid)
+    (p,) = store.partial_paths()
+    assert store.episode_paths() == [] and store.training_paths() == [p] and store.is_partial(p)
+    assert len(EpisodeBuffer(store, episodes=store.training_paths()).episode(0)) == 4
+    w.write_partial(first(9), eid)
+    assert store.partial_paths() == [p] and len(store.read_episode(p)) == 9  # replaced, not duplicated
+    back = store.read_episode(p)
+    assert back.attrs["unfinished"] and not back.trunc.any()
+    s = summarize(store)
+    assert (s["episodes"], s["steps"], s["unfinished_episodes"], s["unfinished_steps"]) == (0, 0, 1, 9)
+    w.write(full, episode_id=eid)
+    assert store.partial_paths() == [] and not any(store.partial_dir.iterdir())
+    (f,) = store.episode_paths()
+    assert episode_id(f) == eid and len(store.read_episode(f)) == 12
+    s = summarize(store)
+    assert (s["episodes"], s["complete_episodes"], s["steps"], s["unfinished_episodes"]) == (1, 1, 12, 0)
+
+
+def test_a_stale_partial_is_never_counted_twice_and_seal_keeps_the_steps(store):
+    """A writer killed between landing an episode and removing its partial file leaves both:
+    readers skip the stale one. seal_partial (a resumed run) turns the live ones into cut episodes."""
+    import shutil
+
+    w = store.writer()
+    done, live = w.new_id(), w.new_id()
+    w.write_partial(random_episode(5, seed=1, end=False), done)
+    kept = store.partial_dir / f"{done}.h5.bak"
+    shutil.copy(store.partial_dir / f"{done}.h5", kept)
+    w.write(random_episode(8, seed=1), episode_id=done)
+    kept.rename(store.partial_dir / f"{done}.h5")  # the kill: the partial file is still there
+    ep = random_episode(6, seed=2)
+    ep.end[:] = False
+    w.write_partial(ep, live)
+    assert [p.stem for p in store.partial_paths()] == [live]
+    assert sum(store.episode_length(p) for p in store.training_paths()) == 8 + 6
+    assert store.seal_partial() == 1
+    assert store.partial_paths() == [] and not any(store.partial_dir.iterdir())
+    sealed = [store.read_episode(p) for p in store.episode_paths()]
+    assert [len(e) for e in sealed] == [8, 6] and sealed[1].trunc[-1] and not sealed[1].end.any()
+    assert "unfinished" not in sealed[1].attrs
+    assert summarize(store)["cut_episodes"] == 1
+
+
+def test_an_exception_mid_write_leaves_the_store_as_it_was(store):
+    """A write that fails half-way (here: an action array that cannot be stored, after the frames
+    are written) leaves the finished episodes and the last version of the partial one intact."""
+    w = store.writer()
+    w.write(random_episode(7, seed=1))
+    eid = w.new_id()
+    w.write_partial(random_episode(5, seed=2, end=False), eid)
+    bad = random_episode(9, seed=3, end=False)
+    bad.act = np.array(["x"] * 9)
+    for write in (lambda: w.write_partial(bad, eid), lambda: w.write(bad, episode_id=eid)):
+        with pytest.raises(ValueError):
+            write()
+        assert [store.episode_length(p) for p in store.training_paths()] == [7, 5]
+        assert store.bad_files() == [] and not any(p.name.startswith(".") for p in store.partial_dir.iterdir())
+
+
+def test_clear_empties_a_test_store(store):
+    w = store.writer()
+    w.write(random_episode(3))
+    w.write_partial(random_episode(2, end=False), w.new_id())
+    store.clear()
+    assert store.training_paths() == [] and Store.exists(store.path)

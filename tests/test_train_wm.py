@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import MICRO, free_port, popen_wmcli, run_wmcli
 from typer.testing import CliRunner
@@ -224,3 +225,37 @@ def test_split_holds_out_at_least_one_episode(tmp_path):
         assert len(split_episodes(paths[:n], 0.1)[1]) >= 1
     assert split_episodes(paths[:1], 0.1) == (paths[:1], [])
     assert split_episodes(paths[:5], 0.0)[1] == []
+
+
+def test_a_separate_validation_store_takes_no_training_episode(breakout_store, breakout_spec, tmp_path):
+    """With val_store (a run's test episodes), training reads every episode of the store and
+    validation exactly the val store's; without any val episodes yet it is skipped, and says so."""
+    from wmcli.base.recipe import load_recipe
+    from wmcli.base.runtime import make_runtime
+    from wmcli.data.buffer import EpisodeBuffer
+    from wmcli.data.collect import collect
+    from wmcli.data.store import Store
+    from wmcli.training.train_wm import train_world_model
+    from wmcli.world.measure import validate
+    from wmcli.world.world_model import load_world_model
+
+    val = Store.create_or_open(tmp_path / "val", breakout_spec.to_dict())
+    collect(breakout_spec, val, env_steps=150, seed=7)
+    recipe = load_recipe("tiny", [*MICRO, "train_wm.steps=2", "train_wm.val_every=1"])
+    rt = make_runtime("cpu")
+    r = train_world_model(recipe, breakout_store.path, tmp_path / "wm.pt", rt, val_store=val.path)
+    assert r["train_episodes"] == len(breakout_store.episode_paths()) >= 3  # none held out
+    assert r["val_episodes"] == len(val.episode_paths()) and r["val_skipped"] is None
+    wm = load_world_model(tmp_path / "wm.pt")
+    on_val = validate(wm.denoiser, wm.rew_end, EpisodeBuffer(val), wm.recipe, rt)
+    on_train = validate(wm.denoiser, wm.rew_end, EpisodeBuffer(breakout_store), wm.recipe, rt)
+    assert on_val == pytest.approx(r["val"], rel=1e-5) and on_train != pytest.approx(r["val"], rel=1e-5)
+    # Before any test episode: validation skipped, in the result and the metrics; no crash.
+    r = train_world_model(recipe, breakout_store.path, tmp_path / "wm2.pt", rt, val_store=tmp_path / "none")
+    assert r["val"] == {} and r["val_skipped"].startswith("no validation episodes yet")
+    lines = [json.loads(x) for x in (tmp_path / "wm2.metrics.jsonl").read_text().splitlines()]
+    assert all(x["val/skipped"] == r["val_skipped"] for x in lines)
+    # Standalone: --val-store must exist.
+    res = CliRunner().invoke(app, ["train-wm", "--store", str(breakout_store.path), "--val-store", str(tmp_path / "none"),
+                                   "-o", str(tmp_path / "wm3.pt")])
+    assert res.exit_code == 1 and "no store at" in res.output

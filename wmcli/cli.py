@@ -175,6 +175,10 @@ def train_wm(
     precision: PrecisionOpt = "auto",
     compile_: CompileOpt = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
+    val_store: Annotated[
+        Optional[Path], typer.Option(help="Validate on this store's episodes (e.g. a run's test_store/) and train on every "
+                                          "episode of --store (default: hold out train_wm.val_fraction of --store).")
+    ] = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -187,21 +191,25 @@ def train_wm(
     with _user_errors("train-wm"):
         from wmcli.base.runtime import make_runtime
         from wmcli.data.env import store_for
+        from wmcli.data.store import Store
         from wmcli.training.train_wm import train_world_model, training_recipe
 
         rec = training_recipe(recipe, list(set_ or []), output, resume, steps)
         store_path = store_for(store, env)
+        if val_store is not None:
+            Store.open(val_store)  # a standalone --val-store must exist (a run's may not, yet)
         rt = make_runtime(device, precision, compile_, threads)
         with console.progress(rt.is_main) as report:
             result = train_world_model(rec, store_path, output, rt, resume=resume, overwrite=overwrite,
-                                       skip_bad=skip_bad, on_progress=report, max_seconds=_minutes(max_minutes))
+                                       skip_bad=skip_bad, on_progress=report, max_seconds=_minutes(max_minutes),
+                                       val_store=val_store)
         if rt.is_main:
             if as_json:
                 console.print_json(result)
             else:
                 val = result["val"]
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
-                         if val else "")
+                         if val else f"; validation skipped: {result['val_skipped']}" if result.get("val_skipped") else "")
                 console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
             if result["interrupted"]:
                 _stopped_at(result, "the world model")

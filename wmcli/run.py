@@ -1,7 +1,8 @@
 """The whole DIAMOND loop in one run folder, resumable at any moment.
 
     DIR/recipe.yaml           the resolved recipe (a resumed run reads it back)
-    DIR/store/                every real episode played
+    DIR/store/                every real episode played (store/partial/: the ones under way)
+    DIR/test_store/           the episodes of the last evaluation (the world model validates on them)
     DIR/wm.pt                 the world model (+ wm.metrics.jsonl)
     DIR/agent.pt              the agent (+ agent.metrics.jsonl)
     DIR/metrics.jsonl         one line per epoch: env steps, training steps, evaluations
@@ -14,9 +15,18 @@ then collects `run.collect_steps` steps with the current agent (epsilon-greedy; 
 on, epoch 1 trains on the initial data), trains the world model and the agent up to their
 cumulative step targets (first epoch: the `train_wm.steps` / `train_agent.steps` of the recipe,
 then `run.wm_steps` / `run.agent_steps` more per epoch) and evaluates every `run.eval_every`
-epochs. Every part is idempotent: a killed run resumed with `wmcli run --resume DIR` tops the
-store up to the epoch's step target (finished episodes are never lost; the ones under way at
-the kill are), resumes each training from its last checkpoint, and goes on.
+epochs. After each collection the episodes still under way are written to store/partial/ (each
+replacing its earlier version), so training reads them before they end, as DIAMOND's does; the
+collecting agent is one policy whose weights are updated in place each epoch, so its LSTM
+memory of those games carries over. Evaluation episodes go to test_store/ (cleared at each
+evaluation), and the world model validates on them, training on every episode of store/; before
+the first evaluation it has nothing to validate on and says so (`val/skipped`).
+
+Every part is idempotent: a killed run resumed with `wmcli run --resume DIR` tops the store up
+to the epoch's step target (finished episodes are never lost; of the ones under way at the kill,
+the steps written at the last collection's end are kept, sealed as cut episodes since their
+games cannot go on, and the steps after it are lost and played again), resumes each training
+from its last checkpoint, and goes on.
 """
 
 from __future__ import annotations
@@ -149,7 +159,8 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _store_steps(store) -> int:
-    return sum(store.episode_length(p) for p in store.episode_paths())
+    """Real steps in the store: finished episodes and the ones under way (partial/)."""
+    return sum(store.episode_length(p) for p in store.training_paths())
 
 
 def rare_reward_steps(rewards: np.ndarray) -> int:
@@ -159,8 +170,8 @@ def rare_reward_steps(rewards: np.ndarray) -> int:
 
 
 def _collected_rewards(store, collector) -> np.ndarray:
-    """Every reward played so far: the store's episodes and those under way."""
-    stored = [store.read_episode(p, frames=False).rew for p in store.episode_paths()]
+    """Every reward played so far: the store's episodes (under way ones too) and those not written yet."""
+    stored = [store.read_episode(p, frames=False).rew for p in store.training_paths()]
     return np.concatenate([*stored, collector.pending_rewards]) if stored else collector.pending_rewards
 
 
@@ -219,6 +230,10 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
         _write_json(state_path, state)
     cfg = recipe.run
     store = Store.create_or_open(run_dir / "store", spec.to_dict())
+    # Episodes left under way by a killed run: their games are gone, so they are kept as cut
+    # episodes (their steps were played and stay counted). Only this run writes to its store.
+    store.seal_partial()
+    test_store = Store.create_or_open(run_dir / "test_store", spec.to_dict())
     wm_path, agent_path = run_dir / "wm.pt", run_dir / "agent.pt"
     metrics = run_dir / "metrics.jsonl"
     log = MetricsLog(metrics, enabled=rt.is_main)
@@ -233,11 +248,13 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
         agent = load_agent(agent_path, rt.device)
         policy = AgentPolicy(agent, np.random.default_rng([cfg.seed, 1, epoch]), device=rt.device)
         video = make_dir(run_dir / "videos") / f"eval_epoch_{epoch:04d}.mp4"
+        test_store.clear()  # DIAMOND's test dataset holds the last evaluation's episodes
         return evaluate_policy(spec, policy, episodes, cfg.eval_num_envs, seed=cfg.seed + 10_000 * epoch,
-                               video_path=video, on_progress=on_progress)
+                               video_path=video, on_progress=on_progress, store=test_store)
 
     collector = Collector(spec, store, cfg.num_envs, seed=cfg.seed + 1000 * (state["epoch_done"] + 1),
                           collector_name="wmcli run")
+    policy: AgentPolicy | None = None  # the collecting agent: one policy, its weights updated in place
     t0 = time.perf_counter()
     interrupted = None
     epoch, phase = state["epoch_done"] + 1, "collect"
@@ -256,12 +273,18 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
             if have < target:
                 if epoch >= 1 and agent_path.exists():  # from epoch 2 on (or epoch 1's top-up after a resume)
                     agent = load_agent(agent_path, rt.device)
-                    collector.set_policy(AgentPolicy(agent, np.random.default_rng([cfg.seed, 0, epoch]),
-                                                     epsilon=cfg.epsilon, device=rt.device))
+                    if policy is None:
+                        policy = AgentPolicy(agent, np.random.default_rng([cfg.seed, 0, epoch]), epsilon=cfg.epsilon,
+                                             temperature=cfg.actor_temperature, device=rt.device)
+                        collector.set_policy(policy)
+                    else:  # DIAMOND's collector: same games, same LSTM memory, newer weights
+                        policy.load_weights(agent)
                 say(Event(epoch, "collect", f"{target - have} steps with {collector.policy.name}"))
                 collector.play(target - have, on_progress)
                 if collector.interrupted:
                     raise _Interrupted
+                if epoch >= 1:
+                    collector.write_partial()  # the episodes under way reach this epoch's training
             if epoch == 0:
                 # DIAMOND: random play goes on, collect_steps at a time, until rewards have been seen.
                 have = _store_steps(store) + collector.pending_steps
@@ -286,9 +309,14 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                 say(Event(epoch, "train-wm", f"up to step {wm_target}"))
                 t = time.perf_counter()
                 r = train_world_model(replace(recipe, train_wm=replace(recipe.train_wm, steps=wm_target)), store.path,
-                                      wm_path, rt, resume=wm_path.exists(), on_progress=on_progress)
+                                      wm_path, rt, resume=wm_path.exists(), on_progress=on_progress,
+                                      val_store=test_store.path)
                 times["wm"] = (time.perf_counter() - t) / max(r["steps"] - r["resumed_from"], 1)
                 line["wm_steps"], line["wm_val"] = r["steps"], r["val"]
+                if r["val_skipped"]:
+                    line["wm_val_skipped"] = r["val_skipped"]
+                    say(Event(epoch, "result", f"world model at step {r['steps']}: validation skipped, "
+                                               f"{r['val_skipped']} (it validates on the evaluation episodes)"))
                 if r["interrupted"]:
                     raise _Interrupted
                 if r["val"]:

@@ -386,6 +386,11 @@ class RunConfig:
     """Epochs that collect; the last ones only train (DIAMOND: the last 50 do not collect)."""
     epsilon: float = 0.01
     """Probability of a random action when collecting with the agent (DIAMOND: 0.01)."""
+    actor_temperature: float = 1.0
+    """Temperature of the agent's action sampling when it collects in the real game (its logits
+    divided by it; toward 0, its most likely action). Evaluation and training in imagination
+    sample at 1. DIAMOND: 1, but for Freeway a low one, IRIS's trick (eloialonso/diamond#34;
+    recipes/atari100k-freeway.yaml, docs/run.md)."""
     num_envs: int = 1
     """Envs collecting together (DIAMOND: 1)."""
     wm_steps: int = 400
@@ -409,6 +414,7 @@ class RunConfig:
         _at_least(self, 0, "epochs", "initial_collect_min_rewards", "initial_collect_max_steps", "collect_epochs",
                   "wm_steps", "agent_steps", "seed")
         _probability(self, "epsilon")
+        _check(self, "actor_temperature", self.actor_temperature > 0, "must be above 0 (toward 0: the most likely action)")
         if self.total_real_steps is not None:
             longest = max(self.initial_collect_steps,
                           self.initial_collect_max_steps if self.initial_collect_min_rewards > 0 else 0)

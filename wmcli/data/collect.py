@@ -3,7 +3,9 @@
 Episodes are written one by one (atomically), so an interrupted or killed run keeps every
 finished episode. When the step budget runs out, episodes still under way are written too,
 marked truncated at their last step (a cut, not a game over), so the store holds exactly the
-steps played. The same seed gives the same episodes.
+steps played. The same seed gives the same episodes. `Collector.write_partial` puts the
+episodes still under way into the store's partial/ folder (replacing their earlier versions),
+so training sees them before they end, as DIAMOND's loop does.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from wmcli.data.spec import EnvSpec
 from wmcli.data.store import STEP_KEYS, Episode, Store, summarize
 
 
-class _EpisodeBuilder:
-    """Frames and step arrays of one episode under way."""
+class EpisodeBuilder:
+    """Frames and step arrays of one episode under way; `id` once it has a file in the store,
+    `stored` its steps in that (partial) file."""
 
     def __init__(self, first_obs: np.ndarray, lives: int):
         self.obs = [first_obs.copy()]
         self.steps: dict[str, list] = {k: [] for k in STEP_KEYS}
         self.lives = lives
+        self.id: str | None = None
+        self.stored = 0
 
     def add(self, act, obs, rew, end, trunc, lives) -> None:
         self.obs.append(obs.copy())
@@ -57,7 +62,10 @@ class Collector:
     ends, and `close()` writes the ones still under way as cut. `policy` may be swapped
     between calls. Ctrl-C during `play` stops it after the current step (`interrupted`).
     With several envs, a budget that ends inside a vector step leaves the envs past it
-    mid-episode: their episodes so far are written as cut and go on as new pieces."""
+    mid-episode: their episodes so far are written as cut and go on as new pieces.
+    `write_partial()` writes the episodes under way to the store's partial/ folder, each
+    replacing its earlier version; when such an episode ends, it lands under the same id and
+    its partial file goes. Its steps then count as stored (`pending_steps` excludes them)."""
 
     def __init__(self, spec: EnvSpec, store: Store, num_envs: int = 1, seed: int | None = None,
                  policy: Policy | None = None, collector_name: str = "wmcli collect"):
@@ -71,32 +79,45 @@ class Collector:
 
     def _start(self) -> None:
         self.player = VectorPlayer(self.spec, self.num_envs, self.policy, self.seed)
-        self.builders = [_EpisodeBuilder(self.player.obs[i], int(self.player.lives[i])) for i in range(self.num_envs)]
+        self.builders = [EpisodeBuilder(self.player.obs[i], int(self.player.lives[i])) for i in range(self.num_envs)]
 
-    def _under_way(self) -> list[_EpisodeBuilder]:
+    def _under_way(self) -> list[EpisodeBuilder]:
         if self.player is None:
             return []
         return [b for i, b in enumerate(self.builders) if not self.player.restarting[i]]
 
     @property
     def pending_steps(self) -> int:
-        """Steps played in episodes still under way (not in the store yet)."""
-        return sum(len(b) for b in self._under_way())
+        """Steps played in episodes still under way and not in the store yet (not even in partial/)."""
+        return sum(len(b) - b.stored for b in self._under_way())
 
     @property
     def pending_rewards(self) -> np.ndarray:
         """Rewards of the steps in `pending_steps`."""
-        return np.array([r for b in self._under_way() for r in b.steps["rew"]], dtype=np.float32)
+        return np.array([r for b in self._under_way() for r in b.steps["rew"][b.stored:]], dtype=np.float32)
+
+    def write_partial(self) -> int:
+        """Write every episode under way that grew since its last write to the store's partial/
+        folder, replacing its earlier version (atomically); returns how many were written."""
+        written = 0
+        for b in self._under_way():
+            if len(b) > b.stored:
+                b.id = b.id or self.writer.new_id()
+                self.writer.write_partial(b.episode(), b.id)
+                b.stored = len(b)
+                written += 1
+        return written
 
     def set_policy(self, policy: Policy) -> None:
-        """Play on with another policy (its memory starts fresh in every env)."""
+        """Play on with another policy (its memory starts fresh in every env). To keep a
+        recurrent policy's memory, keep the policy and update its weights in place instead."""
         self.policy = policy
         self.writer.attrs["policy"] = policy.name
         if self.player is not None:
             self.player.set_policy(policy)
 
-    def _write(self, b: _EpisodeBuilder, cut: bool = False) -> None:
-        self.writer.write(b.episode(cut=cut))
+    def _write(self, b: EpisodeBuilder, cut: bool = False) -> None:
+        self.writer.write(b.episode(cut=cut), episode_id=b.id)  # replaces its partial file, if any
         self.written += 1
 
     def play(self, env_steps: int, on_progress: Callable[[Progress], None] | None = None) -> int:
@@ -113,11 +134,11 @@ class Collector:
                     for s in self.player.step():
                         i = s.env
                         if s.restarted:
-                            self.builders[i] = _EpisodeBuilder(s.obs, s.lives)
+                            self.builders[i] = EpisodeBuilder(s.obs, s.lives)
                         elif self.steps >= target:  # the budget ended inside this vector step: this env's
                             if len(self.builders[i]) > 0:  # step is not counted; its episode so far is kept
                                 self._write(self.builders[i], cut=True)  # as cut, and a new piece starts
-                            self.builders[i] = _EpisodeBuilder(s.obs, s.lives)  # at the frame it reached
+                            self.builders[i] = EpisodeBuilder(s.obs, s.lives)  # at the frame it reached
                         else:
                             b = self.builders[i]
                             b.add(s.act, s.obs, s.rew, s.term, s.trunc, s.lives)

@@ -1,13 +1,22 @@
 """The trajectory store: a folder of HDF5 files, one per episode, each written whole and renamed in.
 
     STORE/wmcli-store.json     format, game, protocol, action meanings, frame shape (written once)
-    STORE/episodes/<id>.h5     one episode: obs, act, rew, end, life_loss, trunc, and attributes
+    STORE/episodes/<time>-<id>.h5   one finished episode: obs, act, rew, end, life_loss, trunc, attributes
+    STORE/partial/<id>.h5      an episode still under way (`wmcli run`): its steps so far, replaced
+                               as it grows, removed once it lands in episodes/ under the same id
 
 Why one file per episode: a rename is atomic, so a writer killed at any moment leaves every
 finished episode whole and at most a hidden `.tmp-*` file that readers skip; several writers
 never share a file, so they need no lock; a reader sees an episode the moment it is renamed in;
-and one corrupt file costs one episode. Episode ids start with the landing time in nanoseconds,
-so sorting names sorts episodes by age. The format is in docs/store.md.
+and one corrupt file costs one episode. Finished episode names start with the landing time in
+nanoseconds, so sorting names sorts episodes by age. The format is in docs/store.md.
+
+Unfinished episodes (DIAMOND trains on the episode under way too) live apart in partial/, so
+every count of finished episodes stays as it was. A partial file is replaced atomically as the
+episode grows; when the episode ends it is written to episodes/ under the same id first and the
+partial file removed after, so a kill between the two leaves a stale partial that readers skip
+(its id is in episodes/): never a duplicate, never a loss. `training_paths()` lists both kinds;
+`seal_partial()` turns what a dead writer left under way into cut episodes.
 
 Reading for training goes through `EpisodeBuffer` (wmcli.data.buffer), which holds frames in RAM.
 `STEP_DTYPES` is the one table of the per-step arrays and their types.
@@ -29,11 +38,13 @@ import numpy as np
 from wmcli import __version__
 from wmcli.base.atomic import atomic_path
 from wmcli.base.errors import WmcliError
+from wmcli.base.progress import count
 from wmcli.data.spec import EnvSpec
 
 FORMAT = "wmcli-store/1"
 META_NAME = "wmcli-store.json"
 EPISODES_DIR = "episodes"
+PARTIAL_DIR = "partial"
 STEP_DTYPES = {"act": np.int64, "rew": np.float32, "end": bool, "life_loss": bool, "trunc": bool}
 """The arrays of one value per step, and their types (in the store, in RAM, in segments)."""
 STEP_KEYS = tuple(STEP_DTYPES)
@@ -84,6 +95,7 @@ class Store:
         self.path = path
         self.meta = meta
         self.episodes_dir = path / EPISODES_DIR
+        self.partial_dir = path / PARTIAL_DIR
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -156,6 +168,51 @@ class Store:
         return sorted(
             p for p in self.episodes_dir.iterdir() if not p.name.startswith(".") and p.is_file()
         )
+
+    def partial_paths(self) -> list[Path]:
+        """Episodes still under way (partial/), oldest id first; a stale file whose episode has
+        already landed in episodes/ (a writer killed between the two steps) is not listed."""
+        if not self.partial_dir.is_dir():
+            return []
+        landed = {episode_id(p) for p in self.episode_paths()}
+        return sorted(
+            p for p in self.partial_dir.iterdir()
+            if not p.name.startswith(".") and p.is_file() and p.stem not in landed
+        )
+
+    def training_paths(self) -> list[Path]:
+        """What training reads: the finished episodes, oldest first, then the ones under way."""
+        return self.episode_paths() + self.partial_paths()
+
+    def is_partial(self, path: Path) -> bool:
+        return Path(path).parent == self.partial_dir
+
+    def seal_partial(self) -> int:
+        """Turn every unfinished episode into a finished, cut one (trunc[-1] = True) under the same
+        id, and drop stale partial files; returns how many were sealed. Only while no writer is
+        live: a resumed `wmcli run` does it, since the game of a stored partial episode is gone."""
+        sealed = 0
+        for path in self.partial_paths():
+            ep = self.read_episode(path)
+            ep.attrs.pop("unfinished", None)
+            if len(ep) > 0:
+                ep.trunc[-1] = True
+                self.writer().write(ep, episode_id=path.stem)
+                sealed += 1
+            path.unlink(missing_ok=True)
+        if self.partial_dir.is_dir():
+            for path in self.partial_dir.iterdir():  # stale files (their episode landed)
+                if not path.name.startswith("."):
+                    path.unlink(missing_ok=True)
+        return sealed
+
+    def clear(self) -> None:
+        """Remove every episode, finished or not (a test store refilled at each evaluation)."""
+        for folder in (self.episodes_dir, self.partial_dir):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.is_file():
+                        path.unlink(missing_ok=True)
 
     def _open_h5(self, path: Path):
         if path.suffix != ".h5":
@@ -242,12 +299,30 @@ class EpisodeWriter:
         self.token = os.urandom(4).hex()
         self.count = 0
 
-    def write(self, ep: Episode) -> Path:
+    def new_id(self) -> str:
+        """A fresh episode id, unique across writers: <writer token>-<count>."""
+        self.count += 1
+        return f"{self.token}-{self.count - 1:06d}"
+
+    def write(self, ep: Episode, episode_id: str | None = None) -> Path:
+        """Land a finished (or cut) episode in episodes/; then remove its partial file, if any."""
+        episode_id = episode_id or self.new_id()
+        path = self.store.episodes_dir / f"{time.time_ns():020d}-{episode_id}.h5"
+        self._write_file(path, ep, {})
+        (self.store.partial_dir / f"{episode_id}.h5").unlink(missing_ok=True)
+        return path
+
+    def write_partial(self, ep: Episode, episode_id: str) -> Path:
+        """Write (or atomically replace) the episode under way with id `episode_id` in partial/."""
+        self.store.partial_dir.mkdir(exist_ok=True)
+        path = self.store.partial_dir / f"{episode_id}.h5"
+        self._write_file(path, ep, {"unfinished": True})
+        return path
+
+    def _write_file(self, path: Path, ep: Episode, extra: dict) -> None:
         T = len(ep)
         shape = tuple(self.store.env["frame_shape"])
         assert ep.obs.shape == (T + 1, *shape) and ep.obs.dtype == np.uint8, ep.obs.shape
-        name = f"{time.time_ns():020d}-{self.token}-{self.count:06d}.h5"
-        path = self.store.episodes_dir / name
         attrs = {
             "format": FORMAT,
             "env": json.dumps(self.store.env),
@@ -256,6 +331,7 @@ class EpisodeWriter:
             "return": ep.ret,
             **self.attrs,
             **ep.attrs,
+            **extra,
         }
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w", locking=False) as f:
@@ -268,8 +344,12 @@ class EpisodeWriter:
                     f.create_dataset(k, data=getattr(ep, k).astype(STEP_DTYPES[k]))
                 for k, v in attrs.items():
                     f.attrs[k] = v
-        self.count += 1
-        return path
+
+
+def episode_id(path: Path) -> str:
+    """The id of an episode file: <id>.h5 in partial/, <time>-<id>.h5 in episodes/."""
+    stem = Path(path).stem
+    return stem.split("-", 1)[1] if Path(path).parent.name == EPISODES_DIR and "-" in stem else stem
 
 
 def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -286,8 +366,9 @@ def split_episodes(paths: list[Path], val_fraction: float) -> tuple[list[Path], 
 
 
 def summarize(store: Store, skip_bad: bool = False) -> dict:
-    """Counts, returns and action histogram; reads no frames. Return and length statistics are of
-    the complete episodes (ended by the game), as a cut episode's are partial."""
+    """Counts, returns and action histogram of the finished episodes; reads no frames. Return and
+    length statistics are of the complete episodes (ended by the game), as a cut episode's are
+    partial. Episodes still under way (partial/) are counted apart: `unfinished_episodes/_steps`."""
     n_act = store.env["num_actions"]
     hist = np.zeros(n_act, dtype=np.int64)
     lengths, complete_returns, complete_lengths = [], [], []
@@ -302,7 +383,9 @@ def summarize(store: Store, skip_bad: bool = False) -> dict:
             complete_lengths.append(len(ep))
         else:
             cut += 1
-    disk = sum(p.stat().st_size for p in store.episode_paths())
+    partial = store.partial_paths()
+    unfinished_steps = sum(store.episode_length(p) for p in partial)
+    disk = sum(p.stat().st_size for p in store.episode_paths() + partial)
     r = np.array(complete_returns) if complete_returns else None
     return {
         "store": str(store.path),
@@ -312,6 +395,8 @@ def summarize(store: Store, skip_bad: bool = False) -> dict:
         "cut_episodes": cut,
         "steps": int(sum(lengths)),
         "frames": int(sum(lengths) + len(lengths)),
+        "unfinished_episodes": len(partial),
+        "unfinished_steps": int(unfinished_steps),
         "return_mean": float(r.mean()) if r is not None else None,
         "return_min": float(r.min()) if r is not None else None,
         "return_max": float(r.max()) if r is not None else None,
@@ -335,6 +420,9 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("game", s["game"]),
         ("episodes", f"{s['episodes']} ({s['complete_episodes']} complete, {s['cut_episodes']} cut)"),
         ("steps / frames", f"{s['steps']} / {s['frames']}"),
+        *([("unfinished (under way)", f"{count(s['unfinished_episodes'], 'episode')}, {s['unfinished_steps']} steps "
+                                         f"(not in the counts above)")]
+          if s.get("unfinished_episodes") else []),
         ("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}"),
         ("episode length (complete)", f"mean {fmt(s['length_mean'])} steps"),
         ("nonzero rewards / life losses", f"{s['nonzero_rewards']} / {s['life_losses']}"),

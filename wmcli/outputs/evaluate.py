@@ -28,6 +28,7 @@ from wmcli.base.progress import Every, Progress
 from wmcli.base.seeds import draw_seed
 from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
+from wmcli.data.collect import EpisodeBuilder
 from wmcli.data.play import VectorPlayer
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
@@ -117,9 +118,13 @@ def evaluate_policy(
     on_progress: Callable[[Progress], None] | None = None,
     video_path: str | Path | None = None,
     max_steps: int | None = None,
+    store: Store | None = None,
 ) -> dict:
     """Play `episodes` whole episodes of `policy` (None: uniformly random, drawing from the seed)
     in `num_envs` envs seeded seed + i, under the test protocol.
+
+    store: write each counted episode there as it ends (DIAMOND's test dataset, on which
+    `wmcli run` validates the world model); their frames are then held in RAM until they end.
 
     max_steps: a budget of agent steps over all counted episodes; once spent, the episodes under
     way end there, marked truncated, and no more start. A first Ctrl-C stops after the current
@@ -148,11 +153,21 @@ def evaluate_policy(
         on_progress(Progress(f"eval {spec.name}", len(finished), episodes, "episodes",
                              {"steps/s": steps / max(seconds, 1e-9), "mean return": _mean_return(finished)}, seconds=seconds))
 
+    writer = store.writer({"seed": seed, "policy": policy.name, "collector": "wmcli eval"}) if store else None
+    builders: list[EpisodeBuilder | None] = [None] * K  # the counted episodes' steps, for `store`
+
+    def land(i: int, cut: bool = False) -> None:
+        if writer is not None and builders[i] is not None and len(builders[i]) > 0:
+            writer.write(builders[i].episode(cut=cut))
+        builders[i] = None
+
     with stop_on_sigint() as stop:
         player = VectorPlayer(spec, K, policy, seed)
         try:
             # Env i plays counted episode runs[i], or idles (None) once `episodes` have started.
             runs: list[_Run | None] = [_Run(i, int(player.lives[i])) for i in range(K)]
+            if writer is not None:
+                builders = [EpisodeBuilder(player.obs[i], int(player.lives[i])) for i in range(K)]
             started = K
             if video_path is not None:
                 frames.append(player.obs[0].copy())
@@ -166,17 +181,22 @@ def evaluate_policy(
                         if started < episodes and not budget_spent:  # counted in start order
                             runs[i] = _Run(started, s.lives)
                             started += 1
+                            if writer is not None:
+                                builders[i] = EpisodeBuilder(s.obs, s.lives)
                         continue
                     run = runs[i]
                     if run is None or budget_spent:  # idle (enough episodes started), or cut
                         continue
                     run.add(s.rew, s.lives)
+                    if builders[i] is not None:
+                        builders[i].add(s.act, s.obs, s.rew, s.term, s.trunc, s.lives)
                     steps += 1
                     if run.index == 0 and video_path is not None and len(frames) < VIDEO_MAX_FRAMES:
                         frames.append(s.obs.copy())
                     if s.term or s.trunc:  # game over, or the env's frame cap
                         finished[run.index] = run.result(spec.name, truncated=not s.term)
                         runs[i] = None
+                        land(i)
                     if max_steps is not None and steps >= max_steps:
                         budget_spent = True
                 if budget_spent:  # cut the episodes under way at this step
@@ -184,6 +204,7 @@ def evaluate_policy(
                         if run is not None:
                             finished[run.index] = run.result(spec.name, truncated=True)
                             runs[i] = None
+                            land(i, cut=True)
                 if on_progress and every():
                     report()
         except KeyboardInterrupt:

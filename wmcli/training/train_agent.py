@@ -118,7 +118,7 @@ def train_agent(
     if ckpt is not None:
         sections = ("actor_critic", "sampler", "train_agent") if "resume" in ckpt else ("actor_critic",)  # imported: fine-tuning
         check_resume_recipe(ckpt["recipe"], recipe.to_dict(), sections, "train_agent", RESUMABLE_KEYS)
-    buf = EpisodeBuffer(store)
+    buf = EpisodeBuffer(store, episodes=store.training_paths())  # the episodes under way start dreams too
     if buf.num_episodes == 0:
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
 

@@ -2,7 +2,9 @@
 
 Each step draws one batch of segments for each model from the held-in episodes, takes one
 AdamW step on each, and (every so often) logs, validates on held-out episodes
-(wmcli.world.measure) and saves a checkpoint. Randomness is counter-based: step k of rank r
+(wmcli.world.measure) and saves a checkpoint. Held out: a fraction of the store's episodes, or,
+with a separate validation store (`wmcli run`'s test episodes, as DIAMOND does), none: training
+then reads every episode of the store, the unfinished ones included. Randomness is counter-based: step k of rank r
 draws from generators seeded by (seed, r, k), so a resumed run replays exactly what a straight
 run would have done. On CUDA: autocast (bf16, or fp16 with a grad scaler), fused AdamW, TF32,
 channels_last, optional torch.compile, pinned non-blocking host-to-device copies. Under
@@ -56,11 +58,15 @@ def train_world_model(
     skip_bad: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     max_seconds: float | None = None,
+    val_store: Path | None = None,
 ) -> dict:
     """Train the denoiser and reward/end model of `recipe` on a store; checkpoints to `out`.
 
     The recipe's env section is replaced by the store's protocol. max_seconds: stop (validate,
-    save) after the first step past this wall-clock budget.
+    save) after the first step past this wall-clock budget. val_store: validate on this store's
+    episodes and train on all of `store_path`'s (episodes under way included); while it holds
+    no episode yet (or does not exist), validation is skipped and the metrics say so
+    (`val/skipped`). None: hold out `train_wm.val_fraction` of the store's finished episodes.
     """
     cfg = recipe.train_wm
     out = Path(out)
@@ -81,11 +87,16 @@ def train_world_model(
         check_resume_recipe(ckpt["recipe"], recipe.to_dict(), sections, "train_wm", RESUMABLE_KEYS)
 
     paths = store.episode_paths()
-    if not paths:
+    if not paths and not store.partial_paths():
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
-    train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
-    train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths)
-    val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
+    val_buf, val_skipped = None, None
+    if val_store is not None:
+        train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=store.training_paths())
+        val_buf, val_skipped = _validation_buffer(Path(val_store), spec, store_path, skip_bad)
+    else:
+        train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
+        train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths + store.partial_paths())
+        val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
 
     torch.manual_seed(cfg.seed)
     denoiser, rew_end = build_networks(recipe, spec.num_actions)
@@ -124,7 +135,8 @@ def train_world_model(
             return
         save_checkpoint(out, {
             "kind": "world_model", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step,
-            "store": str(store_path), "val_metrics": last_val,
+            "store": str(store_path), "val_store": str(val_store) if val_store is not None else None,
+            "val_metrics": last_val,
             **({"imported": ckpt["imported"]} if ckpt is not None and "imported" in ckpt else {}),  # provenance kept
             "models": {"denoiser": unwrap(denoiser).state_dict(), "rew_end": unwrap(rew_end).state_dict()},
             "resume": {"opt_denoiser": opt_den.state_dict(), "opt_rew_end": opt_rew.state_dict(),
@@ -177,9 +189,12 @@ def train_world_model(
                 dt = time.perf_counter() - t0
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
                      "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt}
-                if val_buf is not None and rt.is_main and (done % cfg.val_every == 0 or last):
-                    last_val = validate(unwrap(denoiser), unwrap(rew_end), val_buf, recipe, rt)
-                    m.update(last_val)
+                if rt.is_main and (done % cfg.val_every == 0 or last):
+                    if val_buf is not None:
+                        last_val = validate(unwrap(denoiser), unwrap(rew_end), val_buf, recipe, rt)
+                        m.update(last_val)
+                    elif val_skipped is not None:
+                        m["val/skipped"] = val_skipped
                 log.write(m, done)
                 if on_progress:
                     on_progress(Progress("train-wm", done, cfg.steps, "steps", {
@@ -196,5 +211,17 @@ def train_world_model(
         "interrupted": interrupted,
         "seconds": time.perf_counter() - t_start,
         "train_episodes": train_buf.num_episodes, "val_episodes": val_buf.num_episodes if val_buf else 0,
-        "val": last_val, "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
+        "val": last_val, "val_store": str(val_store) if val_store is not None else None, "val_skipped": val_skipped, "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
     }
+
+
+def _validation_buffer(path: Path, spec, store_path: Path, skip_bad: bool) -> tuple[EpisodeBuffer | None, str | None]:
+    """The episodes of a separate validation store, or None and why validation is skipped."""
+    if not Store.exists(path):
+        return None, f"no validation episodes yet ({path} does not exist)"
+    val = Store.open(path)
+    val.spec.check_fits(spec, f"validation store {path}", f"store {store_path}", "pass a validation store of the same game",
+                        same_game=True)
+    if not val.episode_paths():
+        return None, f"no validation episodes yet ({path} is empty)"
+    return EpisodeBuffer(val, skip_bad=skip_bad, episodes=val.episode_paths()), None

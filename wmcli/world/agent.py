@@ -57,18 +57,31 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu", hint: str |
 
 
 class AgentPolicy:
-    """Actions sampled from the agent's policy (or its most likely action with greedy=True);
-    with probability epsilon, a uniformly random action instead."""
+    """Actions sampled from the agent's policy at `temperature` (logits divided by it; toward 0
+    the most likely action; greedy=True takes it outright); with probability epsilon, a
+    uniformly random action instead. `load_weights` swaps in newer weights and keeps the
+    LSTM memory of the games under way, as DIAMOND's collector does across epochs."""
 
     def __init__(self, agent: Agent, rng: np.random.Generator, epsilon: float = 0.0, greedy: bool = False,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", temperature: float = 1.0):
         if not 0.0 <= epsilon <= 1.0:
             raise WmcliError(f"epsilon must be between 0 and 1, got {epsilon}")
+        if not temperature > 0:
+            raise WmcliError(f"the actor's temperature must be above 0, got {temperature}")
         self.agent, self.rng, self.epsilon, self.greedy = agent, rng, epsilon, greedy
+        self.temperature = float(temperature)
         self.device = torch.device(device)
-        self.name = f"agent:{agent.path.name}" + (" greedy" if greedy else "") + (f" epsilon={epsilon}" if epsilon else "")
+        self.name = (f"agent:{agent.path.name}" + (" greedy" if greedy else "") + (f" epsilon={epsilon}" if epsilon else "")
+                     + (f" temperature={temperature:g}" if temperature != 1.0 else ""))
         self.num_actions = agent.spec.num_actions
         self.state = None
+
+    def load_weights(self, agent: Agent) -> None:
+        """Play on with `agent`'s weights (a newer checkpoint of the same agent), copied into this
+        policy's network in place: the memory of every game under way is kept."""
+        agent.check_plays(self.agent.spec)
+        self.agent.net.load_state_dict(agent.net.state_dict())
+        self.agent.step = agent.step
 
     def reset(self, num_envs: int) -> None:
         self.state = self.agent.net.initial_state(num_envs, self.device)
@@ -81,6 +94,7 @@ class AgentPolicy:
         state = (self.state[0] * keep, self.state[1] * keep)
         x = to_float(torch.from_numpy(np.ascontiguousarray(obs)).to(self.device))  # (K, 3, H, W)
         logits, _, self.state = self.agent.net(x, state)
+        logits = logits / self.temperature
         if self.greedy:
             act = logits.argmax(-1).cpu().numpy()
         else:  # inverse-CDF sampling with our numpy generator, so a seed fixes the actions
