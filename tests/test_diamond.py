@@ -181,6 +181,15 @@ def test_import_writes_both_checkpoints_and_never_replaces_them_silently(tmp_pat
                                                      "-o", str(tmp_path / "e")])
 
 
+def test_freeway_imports_with_diamonds_per_game_setting(tmp_path):
+    # Freeway has 3 actions: a 4-action checkpoint is refused, so build the recipe directly.
+    from wmcli.world.diamond import diamond_recipe, infer_shapes
+
+    shapes = infer_shapes(torch.load(CKPT, weights_only=True))
+    assert diamond_recipe(shapes, "Freeway").run.actor_temperature == 0.01
+    assert diamond_recipe(shapes, "Breakout").run.actor_temperature == 1.0
+
+
 def test_format_1_checkpoints_are_refused_with_the_reason(tmp_path):
     ckpt = read_checkpoint(import_diamond(CKPT, "Breakout", tmp_path / "d")["world_model"])
     ckpt["format_version"] = 1

@@ -28,7 +28,7 @@ from torch import Tensor
 from wmcli.base.checkpoint import save_checkpoint
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
-from wmcli.base.recipe import load_recipe, recipe_from_dict
+from wmcli.base.recipe import list_recipes, load_recipe, recipe_from_dict
 from wmcli.data.env import make_spec, resolve_game
 from wmcli.models.actor_critic import ActorCritic
 from wmcli.models.denoiser import Denoiser
@@ -239,9 +239,13 @@ def convert_state(module: torch.nn.Module, sd: dict, prefix: str, names: dict[st
 # ---- the import --------------------------------------------------------------------------------------
 
 
-def diamond_recipe(shapes: DiamondShapes, game: str, base: str = "atari100k", overrides: list[str] = ()) -> Recipe:
-    """`base` (DIAMOND's values) with the networks' sizes of `shapes` and the game; `overrides`
+def diamond_recipe(shapes: DiamondShapes, game: str, base: str | None = None, overrides: list[str] = ()) -> Recipe:
+    """`base` (default: DIAMOND's values for the game, atari100k-<game> where wmcli has one, e.g.
+    Freeway's, else atari100k) with the networks' sizes of `shapes` and the game; `overrides`
     (--set) last."""
+    if base is None:
+        per_game = f"atari100k-{game.lower()}"
+        base = per_game if per_game in list_recipes() else "atari100k"
     d = load_recipe(base).to_dict()
     d["env"].update(game=game, frame_size=shapes.frame_size)
     d["denoiser"].update(num_context=shapes.num_context, action_emb_dim=shapes.unet["cond_channels"] // shapes.num_context,
