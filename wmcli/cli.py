@@ -97,7 +97,8 @@ def _stopped_at(result: dict, what: str) -> None:
 # Options shared by several commands.
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a recipe value (repeatable).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (WMCLI_PRECISION if set; else bf16 autocast on CUDA and on CPUs with "
+                                                  "AMX or AVX512-BF16 units, fp32 on other CPUs), fp32, bf16 or fp16.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing -o instead of refusing.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the models (default: on CUDA only).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -210,7 +211,7 @@ def train_wm(
                 val = result["val"]
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
                          if val else f"; validation skipped: {result['val_skipped']}" if result.get("val_skipped") else "")
-                console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra}")
+                console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra} ({result['runtime']})")
             if result["interrupted"]:
                 _stopped_at(result, "the world model")
 
@@ -260,7 +261,7 @@ def train_agent(
                 console.print_json(result)
             else:
                 console.say(f"trained {result['steps']} agent steps into {result['checkpoint']} "
-                            f"({result['imagined_frames_per_s']:.0f} imagined frames/s)")
+                            f"({result['imagined_frames_per_s']:.0f} imagined frames/s; {result['runtime']})")
             if result["interrupted"]:
                 _stopped_at(result, "the agent")
 

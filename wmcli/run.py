@@ -242,7 +242,8 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     say(Event(state["epoch_done"] + 1, "plan",
               f"{count(whole['epochs'], 'epoch')} of {spec.name}: {whole['real_steps']:,} real steps, {whole['wm_steps']:,} "
               f"world-model and {whole['agent_steps']:,} agent training steps, {count(whole['evaluations'], 'evaluation')} "
-              f"({count(whole['eval_episodes'], 'episode')}) in {run_dir}" + (" (resumed)" if resume else "")))
+              f"({count(whole['eval_episodes'], 'episode')}) in {run_dir}" + (" (resumed)" if resume else "")
+              + f"; on {rt.describe()}"))
 
     def evaluate(epoch: int, episodes: int) -> dict:
         agent = load_agent(agent_path, rt.device)

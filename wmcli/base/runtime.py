@@ -51,6 +51,30 @@ def keep_large_allocations_on_heap() -> bool:
     return ok
 
 
+def cpu_bf16_units() -> str | None:
+    """The CPU's bf16 matrix instructions, as torch sees them: "AMX" (Intel Xeon from Sapphire
+    Rapids on), "AVX512-BF16" (Intel Cooper Lake, AMD Zen 4 on), or None: there bf16 is emulated
+    and 10-100x slower than fp32."""
+    for name, units in (("_is_amx_tile_supported", "AMX"), ("_is_avx512_bf16_supported", "AVX512-BF16")):
+        supported = getattr(torch.cpu, name, None)
+        try:
+            if supported is not None and supported():
+                return units
+        except RuntimeError:  # a build without the check
+            continue
+    return None
+
+
+def auto_precision(device_type: str) -> tuple[str, str]:
+    """The fastest precision that keeps DIAMOND's quality (docs/performance.md, docs/results.md),
+    and why: on CUDA bf16 autocast (fp16 where the GPU has no bf16); on a CPU with bf16 matrix
+    units (cpu_bf16_units) bf16 autocast; on other CPUs fp32."""
+    if device_type == "cuda":
+        return ("bf16", "a CUDA GPU with bf16") if torch.cuda.is_bf16_supported() else ("fp16", "a CUDA GPU without bf16")
+    units = cpu_bf16_units()
+    return ("bf16", f"the CPU has {units} units") if units else ("fp32", "the CPU has no bf16 matrix units")
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
@@ -59,10 +83,23 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     threads: int = 1  # torch's intra-op threads on the CPU
+    why: str = ""  # why this precision: "--precision fp32", "auto: the CPU has AMX units"
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def describe(self) -> str:
+        """"cpu, bf16 autocast (auto: the CPU has AMX units), 2 threads" — printed when a command starts."""
+        what = "fp32" if self.precision == "fp32" else f"{self.precision} autocast"
+        threads = f", {self.threads} threads" if self.device.type == "cpu" else ""
+        ranks = f", {self.world_size} processes" if self.world_size > 1 else ""
+        return f"{self.device}, {what} ({self.why}){threads}{ranks}" + (", torch.compile" if self.compile else "")
+
+    def record(self) -> dict:
+        """What checkpoints and metrics keep of the runtime."""
+        return {"device": str(self.device), "precision": self.precision, "precision_why": self.why,
+                "threads": self.threads, "world_size": self.world_size, "compile": self.compile}
 
     def autocast(self):
         if self.precision == "fp32":
@@ -89,7 +126,8 @@ def set_threads(threads: int | None = None) -> int:
 def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | None = None,
                  threads: int | None = None) -> Runtime:
     """Resolve the device, precision and CPU threads (set_threads), and join the process group
-    when started by torchrun."""
+    when started by torchrun. precision "auto": WMCLI_PRECISION when set (not "auto"), else
+    `auto_precision` (bf16 autocast on CUDA and on CPUs with bf16 matrix units, else fp32)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if device == "auto":
@@ -107,14 +145,20 @@ def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | 
         torch.backends.cudnn.allow_tf32 = True
     else:
         keep_large_allocations_on_heap()
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
+    if precision == "auto" and os.environ.get("WMCLI_PRECISION", "auto") != "auto":
+        precision = os.environ["WMCLI_PRECISION"]
+        why = f"WMCLI_PRECISION={precision}"
+    elif precision == "auto":
+        precision, why = auto_precision(device)
+        why = f"auto: {why}"
+    else:
+        why = f"--precision {precision}"
     if precision not in ("fp32", "bf16", "fp16"):
-        raise WmcliError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        raise WmcliError(f"--precision (or WMCLI_PRECISION) must be auto, fp32, bf16 or fp16, got {precision!r}")
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
     return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size,
-                   set_threads(threads))
+                   set_threads(threads), why)
 
 
 def to_device(x: np.ndarray, rt: Runtime) -> Tensor:

@@ -152,7 +152,7 @@ def train_agent(
     def save(step: int) -> None:
         if rt.is_main:
             save_checkpoint(out, {
-                "kind": "agent", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step,
+                "kind": "agent", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step, "runtime": rt.record(),
                 "world_model": {"path": str(world_model_path), "step": wm.step}, "store": str(store_path),
                 **({"imported": ckpt["imported"]} if ckpt is not None and "imported" in ckpt else {}),  # provenance kept
                 "models": {"actor_critic": unwrap(ac).state_dict()}, "resume": {"opt": opt.state_dict()},
@@ -184,7 +184,8 @@ def train_agent(
                 dt = time.perf_counter() - t0
                 fps = count * B * rt.world_size * cfg.horizon / dt
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr_at(step, cfg),
-                     "perf/steps_per_s": count / dt, "perf/imagined_frames_per_s": fps}
+                     "perf/steps_per_s": count / dt, "perf/imagined_frames_per_s": fps,
+                     "precision": rt.precision}
                 log.write(m, done)
                 if on_progress:
                     on_progress(Progress("train-agent", done, cfg.steps, "steps", {
@@ -201,5 +202,6 @@ def train_agent(
             "seconds": seconds, "imagined_frames": (done - start) * B * rt.world_size * cfg.horizon,
             "imagined_frames_per_s": (done - start) * B * rt.world_size * cfg.horizon / max(seconds, 1e-9),
             "world_model": str(world_model_path), "store": str(store_path),
-            "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size}
+            "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
+            "runtime": rt.describe()}
 

@@ -134,7 +134,7 @@ def train_world_model(
         if not rt.is_main:
             return
         save_checkpoint(out, {
-            "kind": "world_model", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step,
+            "kind": "world_model", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": step, "runtime": rt.record(),
             "store": str(store_path), "val_store": str(val_store) if val_store is not None else None,
             "val_metrics": last_val,
             **({"imported": ckpt["imported"]} if ckpt is not None and "imported" in ckpt else {}),  # provenance kept
@@ -188,7 +188,8 @@ def train_world_model(
             if done % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - t0
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
-                     "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt}
+                     "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt,
+                     "precision": rt.precision}
                 if rt.is_main and (done % cfg.val_every == 0 or last):
                     if val_buf is not None:
                         last_val = validate(unwrap(denoiser), unwrap(rew_end), val_buf, recipe, rt)
@@ -211,7 +212,9 @@ def train_world_model(
         "interrupted": interrupted,
         "seconds": time.perf_counter() - t_start,
         "train_episodes": train_buf.num_episodes, "val_episodes": val_buf.num_episodes if val_buf else 0,
-        "val": last_val, "val_store": str(val_store) if val_store is not None else None, "val_skipped": val_skipped, "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
+        "val": last_val, "val_store": str(val_store) if val_store is not None else None, "val_skipped": val_skipped,
+        "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
+        "runtime": rt.describe(),
     }
 
 

@@ -1,0 +1,72 @@
+"""The runtime's automatic precision: bf16 autocast where the CPU has bf16 matrix units, fp32 elsewhere.
+
+The suite runs with WMCLI_PRECISION=fp32 (conftest) so its numbers do not depend on the CPU;
+these tests take that override away to see the automatic choice, on whatever CPU runs them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import MICRO, run_wmcli
+
+from wmcli.base.errors import WmcliError
+from wmcli.base.runtime import auto_precision, cpu_bf16_units, make_runtime
+
+
+@pytest.fixture
+def auto_env(monkeypatch):
+    monkeypatch.delenv("WMCLI_PRECISION", raising=False)
+
+
+def test_auto_precision_follows_what_torch_says_of_this_cpu(auto_env):
+    units = cpu_bf16_units()
+    # The answer is torch's own reading of the CPU's instruction sets.
+    assert units in (None, "AMX", "AVX512-BF16")
+    if units == "AMX":
+        assert torch.cpu._is_amx_tile_supported()
+    elif units is not None:
+        assert torch.cpu._is_avx512_bf16_supported()
+    rt = make_runtime("cpu")
+    assert rt.precision == ("bf16" if units else "fp32")
+    assert rt.why.startswith("auto: ") and (units or "no bf16") in rt.why
+    assert rt.precision in rt.describe() and "cpu" in rt.describe()
+    assert rt.record()["precision"] == rt.precision
+
+
+def test_the_rule_on_each_kind_of_cpu(monkeypatch):
+    # Other CPUs than this one: torch's capability checks answer as each kind of CPU would.
+    for amx, avx, expected in ((True, True, ("bf16", "AMX")), (False, True, ("bf16", "AVX512-BF16")),
+                               (False, False, ("fp32", "no bf16 matrix units"))):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda avx=avx: avx)
+        precision, why = auto_precision("cpu")
+        assert precision == expected[0] and expected[1] in why
+
+
+def test_the_override_and_an_explicit_choice(monkeypatch):
+    monkeypatch.setenv("WMCLI_PRECISION", "fp32")
+    rt = make_runtime("cpu")
+    assert rt.precision == "fp32" and rt.why == "WMCLI_PRECISION=fp32"
+    assert make_runtime("cpu", "bf16").precision == "bf16"  # --precision beats the variable
+    monkeypatch.setenv("WMCLI_PRECISION", "half")
+    with pytest.raises(WmcliError, match="WMCLI_PRECISION"):
+        make_runtime("cpu")
+
+
+def test_training_records_the_precision_it_chose(breakout_store, tmp_path, monkeypatch):
+    # The real command, as a user gets it: no --precision, no WMCLI_PRECISION.
+    env_precision = auto_precision("cpu")[0]
+    monkeypatch.delenv("WMCLI_PRECISION")
+    out = tmp_path / "wm.pt"
+    sets = [x for s in [*MICRO, "train_wm.val_every=1000"] for x in ("--set", s)]
+    r = run_wmcli("train-wm", "--store", str(breakout_store.path), "-o", str(out), "--steps", "2", *sets, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["precision"] == env_precision and "auto:" in result["runtime"]
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["runtime"]["precision"] == env_precision
+    lines = [json.loads(x) for x in out.with_suffix(".metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["precision"] == env_precision
