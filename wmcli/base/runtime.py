@@ -6,6 +6,7 @@ Shared by every command that trains or imagines (`train-wm`, `train-agent`, `ima
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
@@ -157,8 +158,16 @@ def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | 
         raise WmcliError(f"--precision (or WMCLI_PRECISION) must be auto, fp32, bf16 or fp16, got {precision!r}")
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
+        # Left to the interpreter's exit, the group's background threads can abort the process
+        # ("terminate called without an active exception") after the work is done.
+        atexit.register(_leave_process_group)
     return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size,
                    set_threads(threads), why)
+
+
+def _leave_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def to_device(x: np.ndarray, rt: Runtime) -> Tensor:
