@@ -186,11 +186,14 @@ def train_wm(
     """
     with _user_errors("train-wm"):
         from wmcli.base.runtime import make_runtime
-        from wmcli.data.env import store_for
         from wmcli.training.train_wm import train_world_model, training_recipe
 
         rec = training_recipe(recipe, list(set_ or []), output, resume, steps)
-        store_path = store_for(store, env)
+        if store is None:  # only a default store needs the game names (ale-py): train-wm --store runs without it
+            from wmcli.data.env import store_for
+
+            store = store_for(store, env)
+        store_path = store
         rt = make_runtime(device, precision, compile_, threads)
         with console.progress(rt.is_main) as report:
             result = train_world_model(rec, store_path, output, rt, resume=resume, overwrite=overwrite,

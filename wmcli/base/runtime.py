@@ -111,7 +111,9 @@ def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | 
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
         raise WmcliError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-    if world_size > 1 and not torch.distributed.is_initialized():
+    # Under torchrun (which sets TORCHELASTIC_RUN_ID) join the process group even with one process:
+    # `torchrun --nproc-per-node 1` on one GPU then runs the same DDP/NCCL code as several.
+    if (world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
     return Runtime(dev, precision, device == "cuda" if compile is None else compile, rank, world_size,
                    set_threads(threads))
