@@ -330,9 +330,6 @@ def part_speed(mode: Mode, rt: Runtime, ctx: dict, budget: float) -> list[dict]:
         rows.append({"part": "c speed", "what": f"batch {B}: imagined frames/s", "value": f"{B / t_imag:,.0f}",
                      "status": "ok", "note": f"3 Euler steps + reward/end; {flops_imagine / 1e9:,.1f} GFLOP/batch; "
                                              f"{100 * share_i:.0f}% of peak"})
-        del den, rew_end, opt, loss_mod
-        if mode.gpu:
-            torch.cuda.empty_cache()
     return rows
 
 
@@ -343,7 +340,7 @@ def part_scale(mode: Mode, work: Path, store: Store, budget: float) -> list[dict
     """`wmcli train-wm` under torchrun with one process (NCCL on CUDA, gloo on the CPU), then
     `wmcli run` for a few shrunken epochs on real Breakout when ale-py and gymnasium are here."""
     started = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "INFO", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "INFO"}
     backend = "nccl" if mode.gpu else "gloo"
     out = work / "wm_ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port", free_port(),
@@ -472,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     info["torch"] = torch.__version__
     info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     t0 = time.perf_counter()
+    if not gpu:  # one CPU thread per process: tiny ops on a busy 2-core machine ran 10x slower with 2
+        os.environ.setdefault("WMCLI_THREADS", "1")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     rt = make_runtime(mode.device, mode.precision, compile=mode.gpu)
     store = synthetic_store(work / "store", mode.frame_size)
     rows: list[dict] = []

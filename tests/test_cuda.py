@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 SMALL = [
@@ -120,8 +119,8 @@ def test_sampling_on_cuda_matches_cpu():
 
 
 def test_train_wm_under_torchrun_nccl(tmp_path):
-    from wmcli.base.config import EnvConfig
     from wmcli.base.checkpoint import load_checkpoint
+    from wmcli.base.config import EnvConfig
     from wmcli.data.spec import EnvSpec
     from wmcli.data.store import Episode, Store
 
