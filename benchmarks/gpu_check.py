@@ -41,7 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if importlib.util.find_spec("wmcli") is None:  # not installed (the device machine): from this checkout,
+    sys.path.insert(0, str(ROOT))  # and for the child processes (pytest, torchrun, wmcli run) too
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 from _common import count_flops, machine_info  # noqa: E402
 
 from wmcli.base.config import EnvConfig  # noqa: E402
@@ -55,7 +59,6 @@ from wmcli.training.train_wm import train_world_model  # noqa: E402
 from wmcli.world.batches import DenoiserLoss  # noqa: E402
 from wmcli.world.world_model import build_networks  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ["gymnasium==1.4.0", "ale-py==0.12.1", "farama-notifications==0.0.4"]
 """What `wmcli run` needs that the device machine lacks (their other needs, numpy, cloudpickle and
 typing-extensions, are there). imageio-ffmpeg (evaluation videos) is a 68 MB wheel, over the
@@ -367,7 +370,7 @@ def part_scale(mode: Mode, work: Path, store: Store, budget: float) -> list[dict
         return rows
     left = budget - (time.perf_counter() - started)
     rcmd = [sys.executable, "-m", "wmcli", "run", str(work / "run"), "--recipe", mode.recipe, "--env", "Breakout",
-            *sets(mode.run_sets), "--device", mode.device, "--json"]
+            *sets(mode.run_sets), "--device", mode.device, "--no-compile", "--json"]  # compile: (b)
     p = subprocess.run(rcmd, capture_output=True, text=True, timeout=max(left, 30), env=env, cwd=work)
     (work / "run.log").write_text(p.stdout + p.stderr)
     note = "" if importable("imageio_ffmpeg") == [] else "imageio-ffmpeg missing: evaluation videos cannot be written"

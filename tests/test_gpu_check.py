@@ -33,3 +33,12 @@ def test_dry_mode_prints_the_table(tmp_path):
     assert {"1", "2", "4"} <= set(result["speed"])
     assert result["estimate"]["plan"]["wm_steps"] == 409_600 and result["estimate"]["plan"]["agent_steps"] == 404_600
     assert out.with_suffix(".md").read_text().startswith("| part")
+
+
+def test_the_wrapper_carries_the_wheels_the_script_names():
+    import re
+
+    text = (ROOT / "benchmarks" / "gpu_check.sh").read_text()
+    named = re.search(r'^WHEELS="([^"]+)"', text, re.M).group(1).split()
+    script = (ROOT / "benchmarks" / "gpu_check.py").read_text()
+    assert named == re.findall(r'"([a-z-]+==[0-9.]+)"', script.split("WHEELS = [", 1)[1].split("]", 1)[0])
