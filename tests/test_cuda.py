@@ -82,6 +82,8 @@ def test_bf16_fused_adamw_channels_last_step():
 
 
 def test_compile_matches_eager():
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 against fp32 (make_runtime turns TF32 on)
+    torch.backends.cudnn.allow_tf32 = False
     _, den, _ = small_denoiser()
     den = den.cuda().eval()
     obs, act = inputs(4, 4, "cuda")
