@@ -191,12 +191,15 @@ def train_wm(
     """
     with _user_errors("train-wm"):
         from wmcli.base.runtime import make_runtime
-        from wmcli.data.env import store_for
         from wmcli.data.store import Store
         from wmcli.training.train_wm import train_world_model, training_recipe
 
         rec = training_recipe(recipe, list(set_ or []), output, resume, steps)
-        store_path = store_for(store, env)
+        if store is None:  # only a default store needs the game names (ale-py): train-wm --store runs without it
+            from wmcli.data.env import store_for
+
+            store = store_for(store, env)
+        store_path = store
         if val_store is not None:
             Store.open(val_store)  # a standalone --val-store must exist (a run's may not, yet)
         rt = make_runtime(device, precision, compile_, threads)

@@ -156,7 +156,9 @@ def make_runtime(device: str = "auto", precision: str = "auto", compile: bool | 
         why = f"--precision {precision}"
     if precision not in ("fp32", "bf16", "fp16"):
         raise WmcliError(f"--precision (or WMCLI_PRECISION) must be auto, fp32, bf16 or fp16, got {precision!r}")
-    if world_size > 1 and not torch.distributed.is_initialized():
+    # Under torchrun (which sets TORCHELASTIC_RUN_ID) join the process group even with one process:
+    # `torchrun --nproc-per-node 1` on one GPU then runs the same DDP/NCCL code as several.
+    if (world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
         # Left to the interpreter's exit, the group's background threads can abort the process
         # ("terminate called without an active exception") after the work is done.

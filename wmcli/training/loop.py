@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from wmcli.base.atomic import make_dir, open_for_append, unwritable
@@ -99,8 +100,8 @@ def _summary_writer(folder: Path, required: bool):
 
 
 def ddp(module: nn.Module, rt: Runtime) -> nn.Module:
-    """`module` wrapped for DistributedDataParallel under torchrun (itself otherwise)."""
-    if rt.world_size == 1:
+    """`module` wrapped for DistributedDataParallel under torchrun, one process included (itself otherwise)."""
+    if not torch.distributed.is_initialized():
         return module
     ids = [rt.device.index] if rt.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
