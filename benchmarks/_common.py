@@ -118,11 +118,13 @@ def wait_for_quiet(max_cores: float, timeout: float) -> float:
     return time.perf_counter() - t0
 
 
-def peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    """The machine's fp32 matmul rate in this process (a 2048x2048 torch.mm, median of reps)."""
+def peak_gflops(n: int = 2048, reps: int = 10, dtype: str = "fp32") -> float:
+    """The machine's matmul rate in this process (a 2048x2048 torch.mm, median of reps), in fp32
+    or bf16 (the precision bf16 autocast runs matmuls and convolutions in)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dt = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
     torch.mm(a, b)
     times = []
     for _ in range(reps):

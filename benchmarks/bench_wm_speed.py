@@ -5,8 +5,9 @@ For each variant (memory format, torch.compile, precision), interleaved over --r
 - train: one DIAMOND training step of the atari100k denoiser at batch 32 (two loss terms with
   the autoregressive step, backward, gradient clip, AdamW step);
 - imagine: one next frame for a batch of 32 with 3 Euler steps (3 network evaluations), no grad.
-FLOPs are counted by torch.utils.flop_counter on the same calls; the peak is a 2048x2048 fp32
-torch.mm measured in the same run. Medians are reported.
+FLOPs are counted by torch.utils.flop_counter on the same calls; the peaks are 2048x2048
+torch.mm in fp32 and (with --bf16) in bf16, measured in the same run, interleaved with the
+variants; each variant's share is of the peak of its own precision. Medians are reported.
 
     python benchmarks/bench_wm_speed.py                       # fp32 and channels_last
     python benchmarks/bench_wm_speed.py --compile --bf16      # add torch.compile and bf16 autocast
@@ -33,16 +34,19 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import count_flops, peak_gflops  # noqa: E402
+from _common import count_flops, cpu_model, peak_gflops  # noqa: E402
+
+from wmcli.base.runtime import cpu_bf16_units  # noqa: E402
 
 
-def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4):
+def make_variant(name: str, channels_last: bool, compiled: bool, precision: str, batch: int, num_actions: int = 4,
+                 recipe_name: str = "atari100k"):
     from wmcli.base.recipe import load_recipe
     from wmcli.models.denoiser import Denoiser
     from wmcli.models.sampler import sample_next_obs
     from wmcli.world.batches import DenoiserLoss
 
-    recipe = load_recipe("atari100k")
+    recipe = load_recipe(recipe_name)
     torch.manual_seed(0)
     den = Denoiser(recipe.denoiser, num_actions)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -52,10 +56,11 @@ def make_variant(name: str, channels_last: bool, compiled: bool, precision: str,
     loss_mod = DenoiserLoss(den, 1)
     opt = torch.optim.AdamW(den.parameters(), lr=1e-4)
     n = recipe.denoiser.num_context
-    obs = torch.rand(batch, n + 2, 3, 64, 64) * 2 - 1
+    S = recipe.env.frame_size
+    obs = torch.rand(batch, n + 2, 3, S, S) * 2 - 1
     act = torch.randint(0, num_actions, (batch, n + 2))
     mask = torch.ones(batch, n + 2, dtype=torch.bool)
-    draws = {"noise": torch.randn(2, batch, 3, 64, 64), "level": torch.rand(2, batch) + 0.1,
+    draws = {"noise": torch.randn(2, batch, 3, S, S), "level": torch.rand(2, batch) + 0.1,
              "offset": torch.randn(2, batch, 3, 1, 1)}
     ac = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False))
 
@@ -71,7 +76,7 @@ def make_variant(name: str, channels_last: bool, compiled: bool, precision: str,
         with torch.no_grad(), ac:
             sample_next_obs(den, obs[:, :n], act[:, :n], recipe.sampler, torch.Generator().manual_seed(0))
 
-    return {"name": name, "train": train_step, "imagine": imagine, "den": den}
+    return {"name": name, "train": train_step, "imagine": imagine, "den": den, "precision": precision}
 
 
 def child(args, heap: bool) -> None:
@@ -131,6 +136,7 @@ def compare_malloc(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--recipe", default="atari100k", help="the recipe whose denoiser is measured (default atari100k)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="add torch.compile variants (cold compile: minutes)")
     ap.add_argument("--bf16", action="store_true", help="add a bf16 autocast variant")
@@ -151,12 +157,13 @@ def main() -> None:
         child(args, heap)
         return
 
-    variants = [make_variant("fp32", False, False, "fp32", args.batch),
-                make_variant("fp32 channels_last", True, False, "fp32", args.batch)]
+    r = args.recipe
+    variants = [make_variant("fp32", False, False, "fp32", args.batch, recipe_name=r),
+                make_variant("fp32 channels_last", True, False, "fp32", args.batch, recipe_name=r)]
     if args.compile:
-        variants.append(make_variant("fp32 channels_last compile", True, True, "fp32", args.batch))
+        variants.append(make_variant("fp32 channels_last compile", True, True, "fp32", args.batch, recipe_name=r))
     if args.bf16:
-        variants.append(make_variant("bf16 autocast channels_last", True, False, "bf16", args.batch))
+        variants.append(make_variant("bf16 autocast channels_last", True, False, "bf16", args.batch, recipe_name=r))
 
     base = variants[0]
     flops_train = count_flops(base["train"])
@@ -168,9 +175,11 @@ def main() -> None:
         v["imagine"]()
         v["warmup_s"] = time.perf_counter() - t
         v["t_train"], v["t_imagine"] = [], []
-    peaks = []
+    precisions = sorted({v["precision"] for v in variants}, key=["fp32", "bf16"].index)
+    peaks = {p: [] for p in precisions}
     for _ in range(args.repeats):
-        peaks.append(peak_gflops())
+        for p in precisions:
+            peaks[p].append(peak_gflops(dtype=p))
         for v in variants:
             t = time.perf_counter()
             v["train"]()
@@ -178,31 +187,36 @@ def main() -> None:
             t = time.perf_counter()
             v["imagine"]()
             v["t_imagine"].append(time.perf_counter() - t)
-    peak = statistics.median(peaks)
+    peak_of = {p: statistics.median(x) for p, x in peaks.items()}
     rows = []
     for v in variants:
         tt, ti = statistics.median(v["t_train"]), statistics.median(v["t_imagine"])
+        own = peak_of[v["precision"]]
         rows.append({
-            "variant": v["name"], "warmup_s": v["warmup_s"],
+            "variant": v["name"], "warmup_s": v["warmup_s"], "precision": v["precision"], "peak_gflops": own,
             "train_steps_per_s": 1 / tt, "train_samples_per_s": args.batch / tt,
-            "train_gflops": flops_train / tt / 1e9, "train_fraction_of_peak": flops_train / tt / 1e9 / peak,
+            "train_gflops": flops_train / tt / 1e9, "train_fraction_of_peak": flops_train / tt / 1e9 / own,
             "imagined_frames_per_s": args.batch / ti, "imagine_gflops": flops_imagine / ti / 1e9,
-            "imagine_fraction_of_peak": flops_imagine / ti / 1e9 / peak,
+            "imagine_fraction_of_peak": flops_imagine / ti / 1e9 / own,
         })
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python", *sys.argv]),
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "batch": args.batch, "denoiser_params": params,
         "gflop_per_train_step": flops_train / 1e9, "gflop_per_imagined_batch": flops_imagine / 1e9,
-        "peak_mm_gflops": peak, "peaks": peaks, "rows": rows,
+        "cpu_model": cpu_model(), "cpu_bf16_units": cpu_bf16_units(),
+        "peak_mm_gflops": peak_of, "peaks": peaks, "rows": rows,
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{result['date']}  torch {result['torch']}  {result['threads']} threads  peak mm {peak:.1f} GFLOP/s")
-    print(f"denoiser {params:,} params; {flops_train / 1e9:.1f} GFLOP per train step, "
+    peaks_text = ", ".join(f"{p} {x:.1f}" for p, x in peak_of.items())
+    print(f"{result['date']}  {result['cpu_model']} (bf16 units: {result['cpu_bf16_units']})  torch {result['torch']}  "
+          f"{result['threads']} threads  peak mm GFLOP/s: {peaks_text}")
+    print(f"{args.recipe} denoiser {params:,} params; {flops_train / 1e9:.1f} GFLOP per train step, "
           f"{flops_imagine / 1e9:.1f} GFLOP per imagined batch of {args.batch} (3 Euler steps)")
-    print(f"{'variant':<30} {'steps/s':>8} {'samples/s':>10} {'GFLOP/s':>8} {'%peak':>6} | {'frames/s':>9} {'GFLOP/s':>8} {'%peak':>6}")
+    print(f"{'variant':<30} {'steps/s':>8} {'samples/s':>10} {'GFLOP/s':>8} {'%peak':>6} | {'frames/s':>9} {'GFLOP/s':>8} {'%peak':>6}"
+          "   (%peak: of the matmul peak of the variant's own precision)")
     for r in rows:
         print(f"{r['variant']:<30} {r['train_steps_per_s']:8.3f} {r['train_samples_per_s']:10.1f} {r['train_gflops']:8.1f} "
               f"{100 * r['train_fraction_of_peak']:5.0f}% | {r['imagined_frames_per_s']:9.1f} {r['imagine_gflops']:8.1f} "

@@ -9,6 +9,7 @@
    over every held-out transition.
 
     python benchmarks/quality_wm.py --game Breakout --frames 20000 --minutes 20
+    python benchmarks/quality_wm.py --steps 600 --minutes 60 --precision bf16 --set train_wm.seed=1 --out /tmp/q/bf16-1.pt
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--horizon", type=int, default=15)
     ap.add_argument("--resume", action="store_true", help="continue training the --out checkpoint")
     ap.add_argument("--eval-only", action="store_true", help="skip collection and training")
+    ap.add_argument("--precision", default="auto", help="fp32, bf16 or auto (wmcli's choice for this machine)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -65,7 +67,7 @@ def main() -> None:
 
     train_summary = None
     if not args.eval_only:
-        rt = make_runtime("cpu" if not torch.cuda.is_available() else "auto")
+        rt = make_runtime("cpu" if not torch.cuda.is_available() else "auto", args.precision)
         t0 = time.time()
         train_summary = train_world_model(
             recipe, store_path, out, rt, resume=args.resume, overwrite=not args.resume,
@@ -83,6 +85,7 @@ def main() -> None:
     result = {
         "game": args.game, "store": str(store_path), "checkpoint": str(out),
         "recipe": args.recipe, "overrides": args.set, "trained_steps": wm.step, "train": train_summary, **ev,
+        "precision": train_summary["precision"] if train_summary else None,
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join(["python", *sys.argv]),
