@@ -106,6 +106,7 @@ def make_mode(gpu: bool, burst_steps: int | None) -> Mode:
     run_sets = ["run.initial_collect_steps=300", "run.initial_collect_min_rewards=0", "run.initial_collect_max_steps=300",
                 "run.total_real_steps=400", "run.final_epochs=1", "run.eval_every=100", "run.eval_episodes=1",
                 "run.final_eval_episodes=1", "run.eval_num_envs=1", "env.max_episode_frames=2000",
+                "run.eval_video=false",  # the GPU machine has no imageio-ffmpeg (its wheel is over the carry limit)
                 "train_wm.log_every=10", "train_wm.val_every=1000", "train_wm.checkpoint_every=1000",
                 "train_agent.log_every=10", "train_agent.checkpoint_every=1000"]
     if gpu:

@@ -263,10 +263,12 @@ def test_a_budgeted_run_plays_exactly_its_real_steps(tmp_path):
     d = tmp_path / "run"
     r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d), "--json",
                   *sets("run.total_real_steps=320", "run.final_epochs=1", "run.eval_every=100",
-                        "train_wm.steps=4", "train_agent.steps=2", "run.wm_steps=2", "run.agent_steps=1"))
+                        "train_wm.steps=4", "train_agent.steps=2", "run.wm_steps=2", "run.agent_steps=1",
+                        "run.eval_video=false"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["env_steps"] == 320 and out["epochs"] == 4 and out["epochs_done"] == 4  # 3 collecting + 1
+    assert out["final_eval"] is not None and not list(d.glob("videos/*"))  # evaluated, no video written
     lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert [x["env_steps"] for x in lines] == [200, 240, 280, 320, 320]
     assert "the initial collection took 200 steps: 4 epochs in all, 320 real steps" in r.stderr

@@ -248,7 +248,7 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     def evaluate(epoch: int, episodes: int) -> dict:
         agent = load_agent(agent_path, rt.device)
         policy = AgentPolicy(agent, np.random.default_rng([cfg.seed, 1, epoch]), device=rt.device)
-        video = make_dir(run_dir / "videos") / f"eval_epoch_{epoch:04d}.mp4"
+        video = make_dir(run_dir / "videos") / f"eval_epoch_{epoch:04d}.mp4" if cfg.eval_video else None
         test_store.clear()  # DIAMOND's test dataset holds the last evaluation's episodes
         return evaluate_policy(spec, policy, episodes, cfg.eval_num_envs, seed=cfg.seed + 10_000 * epoch,
                                video_path=video, on_progress=on_progress, store=test_store)

@@ -405,6 +405,9 @@ class RunConfig:
     """Real episodes of the evaluation after the last epoch (DIAMOND: 100)."""
     eval_num_envs: int = 4
     """Envs playing evaluation episodes together."""
+    eval_video: bool = True
+    """Write each evaluation's first episode to DIR/videos/ (mp4, through imageio-ffmpeg); false
+    writes none (a machine without ffmpeg, or runs where the videos are not wanted)."""
     seed: int = 0
     """Seed of collection and evaluation (training seeds are in their sections)."""
 
