@@ -70,3 +70,18 @@ def test_training_records_the_precision_it_chose(breakout_store, tmp_path, monke
     assert ckpt["runtime"]["precision"] == env_precision
     lines = [json.loads(x) for x in out.with_suffix(".metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["precision"] == env_precision
+
+
+@pytest.mark.parametrize("user", [None, "ACTIVE"])
+def test_openmp_waits_passively_unless_the_user_says_otherwise(user):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if user:
+        env["OMP_WAIT_POLICY"] = user
+    code = "import wmcli.cli, os, sys; print(os.environ['OMP_WAIT_POLICY']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    # Set before torch is loaded (the CLI module does not import torch), so OpenMP reads it.
+    assert out == [user or "PASSIVE", "False"]
