@@ -214,7 +214,8 @@ def train_wm(
                 val = result["val"]
                 extra = (f"; held-out PSNR {val['val/psnr_1step']:.2f} dB vs copy-last {val['val/psnr_copy_last']:.2f} dB"
                          if val else f"; validation skipped: {result['val_skipped']}" if result.get("val_skipped") else "")
-                console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra} ({result['runtime']})")
+                console.say(f"trained {result['steps']} steps into {result['checkpoint']}{extra} ({result['runtime']}; "
+                            f"segments from {result['data']}: {result['data_why']})")
             if result["interrupted"]:
                 _stopped_at(result, "the world model")
 
@@ -264,7 +265,8 @@ def train_agent(
                 console.print_json(result)
             else:
                 console.say(f"trained {result['steps']} agent steps into {result['checkpoint']} "
-                            f"({result['imagined_frames_per_s']:.0f} imagined frames/s; {result['runtime']})")
+                            f"({result['imagined_frames_per_s']:.0f} imagined frames/s; {result['runtime']}; "
+                            f"contexts from {result['data']}: {result['data_why']})")
             if result["interrupted"]:
                 _stopped_at(result, "the agent")
 

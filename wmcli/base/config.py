@@ -49,6 +49,11 @@ def _channels(cfg, name: str) -> None:
     _check(cfg, name, len(ch) > 0 and min(ch) >= 1, "must list at least one level, each of 1 or more channels")
 
 
+def _data_path(cfg) -> None:
+    _check(cfg, "data", cfg.data in ("auto", "ram", "disk"), "must be 'auto', 'ram' or 'disk'")
+    _check(cfg, "ram_budget_gb", cfg.ram_budget_gb is None or cfg.ram_budget_gb > 0, "must be positive, or null")
+
+
 def _sample_weights(cfg) -> None:
     w = cfg.sample_weights
     _check(cfg, "sample_weights", w is None or (len(w) > 0 and min(w) >= 0 and abs(sum(w) - 1) <= 1e-6),
@@ -311,6 +316,17 @@ class TrainWMConfig:
     """Steps between checkpoints (and at the end)."""
     channels_last: bool = True
     """Use channels_last memory format for the convolutions (faster on CUDA and most CPUs)."""
+    data: str = "auto"
+    """Where training reads segments from: "ram" (every episode loaded into memory first, as DIAMOND
+    does), "disk" (each segment read from the store's HDF5 files when drawn, `data_workers`
+    processes reading ahead), or "auto": disk when the episodes' frames exceed `ram_budget_gb`
+    (docs/store.md). Both give the same batches for the same seed. Validation episodes follow the same rule."""
+    ram_budget_gb: float | None = None
+    """With data auto: the most memory (GB, 1e9 bytes) the episodes' frames may take in RAM; null:
+    half the memory available when training starts (MemAvailable), shared among a node's ranks."""
+    data_workers: int = 2
+    """On the disk path: processes that read and assemble upcoming batches ahead of the training
+    step; 0: read in the training process itself, no prefetch."""
     seed: int = 0
     """Seed of the model initialisation and of every batch and noise draw."""
 
@@ -321,6 +337,8 @@ class TrainWMConfig:
         _positive(self, "lr", "adam_eps", "grad_clip_denoiser", "grad_clip_rew_end")
         _check(self, "val_fraction", 0.0 <= self.val_fraction < 1.0, "must be in [0, 1)")
         _sample_weights(self)
+        _data_path(self)
+        _at_least(self, 0, "data_workers")
 
 
 @dataclass(frozen=True)
@@ -350,6 +368,10 @@ class TrainAgentConfig:
     """Steps between metric lines."""
     checkpoint_every: int = 1000
     """Steps between checkpoints (and at the end)."""
+    data: str = "auto"
+    """Where the real contexts dreams start from are read: "ram", "disk" or "auto", as train_wm.data."""
+    ram_budget_gb: float | None = None
+    """With data auto: the RAM budget of the episodes' frames (GB), as train_wm.ram_budget_gb."""
     seed: int = 0
     """Seed of the initialisation and of every dream."""
 
@@ -358,6 +380,7 @@ class TrainAgentConfig:
         _at_least(self, 0, "weight_decay", "warmup_steps", "seed")
         _positive(self, "lr", "adam_eps", "grad_clip")
         _sample_weights(self)
+        _data_path(self)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from wmcli.base.errors import WmcliError
+from wmcli.base.seeds import step_rng
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 _heap_tuned = False
@@ -208,9 +209,9 @@ def lr_at(step: int, cfg) -> float:
 
 def step_generators(seed: int, rank: int, step: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
     """The numpy (batches) and torch (noise) generators of one step of one rank."""
-    rng = np.random.default_rng([seed, rank, step])
+    rng, torch_seed = step_rng(seed, rank, step)
     g = torch.Generator(device=device)
-    g.manual_seed(int(rng.integers(2**62)))
+    g.manual_seed(torch_seed)
     return rng, g
 
 

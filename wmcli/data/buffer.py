@@ -7,6 +7,11 @@ and flags; it may start up to `pad_before` frames before the episode and end up 
 frames after it, and `mask` marks the real frames (padding is zeros).
 `refresh()` picks up episodes that landed in the store since the last look. `contexts()` is the
 small sampler of real starting frames that the imagination env draws from.
+
+Sampling is two steps: `draw_segments` draws which episode and start (every random number of a
+batch), then the buffer gathers the frames. The disk-backed buffer (wmcli.data.disk_buffer)
+shares the first step and the step arrays, and reads only the frames from the HDF5 files, so
+the same generator gives the same batch from either.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,8 +40,22 @@ class Segments:
     mask: np.ndarray  # (B, L) bool, the frame is real (not padding)
 
 
+class SegmentRequest(NamedTuple):
+    """The arguments of one `sample` call after the generator: `buf.sample(rng, *request)`."""
+
+    batch_size: int
+    seq_len: int
+    pad_before: int = 0
+    pad_after: int = 0
+    weights: tuple[float, ...] | None = None
+
+
 class EpisodeBuffer:
     """Every episode of a store, in RAM, in landing order."""
+
+    kind = "ram"
+    """Where the frames are: "ram" here, "disk" in DiskEpisodeBuffer (recorded by training)."""
+    frames_in_ram = True
 
     def __init__(self, store: Store, skip_bad: bool = False, episodes: list[Path] | None = None):
         """episodes: load only these files (e.g. a train/validation split); default all."""
@@ -63,11 +83,12 @@ class EpisodeBuffer:
         known = set(self.paths)
         todo = [p for p in (episodes if episodes is not None else self.store.episode_paths()) if p not in known]
         # Size the arrays once for everything new (regrowing per episode dominated load time).
-        self._grow(self.size + sum(self.store.episode_length(p) + 1 for p in todo))
+        if self.frames_in_ram:
+            self._grow(self.size + sum(self.store.episode_length(p) + 1 for p in todo))
         added = 0
         for path in todo:
             try:
-                ep = self.store.read_episode(path)
+                ep = self.store.read_episode(path, frames=self.frames_in_ram)
             except Exception:
                 if not self.skip_bad:
                     raise
@@ -80,7 +101,8 @@ class EpisodeBuffer:
         n = len(ep) + 1
         self._grow(self.size + n)
         s = self.size
-        self._obs[s : s + n] = ep.obs
+        if self.frames_in_ram:
+            self._obs[s : s + n] = ep.obs
         for k in STEP_DTYPES:
             a = self._steps[k]
             a[s : s + n - 1] = getattr(ep, k)
@@ -91,13 +113,14 @@ class EpisodeBuffer:
         self.size += n
 
     def _grow(self, need: int) -> None:
-        cap = len(self._obs)
+        cap = len(self._steps["act"])
         if need <= cap:
             return
         cap = max(need, int(cap * 1.5), 1024)
-        obs = np.zeros((cap, *self.frame_shape), dtype=np.uint8)
-        obs[: self.size] = self._obs[: self.size]
-        self._obs = obs
+        if self.frames_in_ram:
+            obs = np.zeros((cap, *self.frame_shape), dtype=np.uint8)
+            obs[: self.size] = self._obs[: self.size]
+            self._obs = obs
         for k, a in self._steps.items():
             b = np.zeros(cap, dtype=a.dtype)
             b[: self.size] = a[: self.size]
@@ -131,29 +154,45 @@ class EpisodeBuffer:
         among its episodes long enough, then a valid start uniformly. With fewer than k episodes,
         uniformly as above.
         """
-        # Valid starts per episode: s in [-pad_before, length + pad_after - seq_len].
-        counts = np.maximum(self.lengths + pad_before + pad_after - seq_len + 1, 0)
-        total = int(counts.sum())
-        if total == 0:
-            raise ValueError(f"no episode is long enough for segments of {seq_len} frames")
-        p = recency_weights(self.num_episodes, weights, valid=counts > 0)
-        if p is None:
-            cum = np.cumsum(counts)
-            u = rng.integers(0, total, size=batch_size)
-            ep = np.searchsorted(cum, u, side="right")  # (B,)
-            s = u - (cum[ep] - counts[ep]) - pad_before  # (B,) start within the episode
-        else:
-            if p.sum() == 0:
-                raise ValueError(f"no episode in a chunk of nonzero weight is long enough for segments of {seq_len} frames")
-            ep = rng.choice(self.num_episodes, size=batch_size, p=p)
-            s = rng.integers(0, counts[ep]) - pad_before
-        pos = s[:, None] + np.arange(seq_len)[None, :]  # (B, L) frame index within the episode
+        ep, start = draw_segments(rng, self.lengths, batch_size, seq_len, pad_before, pad_after, weights)
+        return self.gather(ep, start, seq_len)
+
+    def gather(self, ep: np.ndarray, start: np.ndarray, seq_len: int) -> Segments:
+        """The segments of `seq_len` frames from frame `start[b]` (may be negative) of episode `ep[b]`."""
+        pos = start[:, None] + np.arange(seq_len)[None, :]  # (B, L) frame index within the episode
         mask = (pos >= 0) & (pos < self.lengths[ep][:, None])
         idx = self.starts[ep][:, None] + np.clip(pos, 0, self.lengths[ep][:, None] - 1)  # (B, L)
+        steps = {k: np.where(mask, self._steps[k][idx], 0).astype(self._steps[k].dtype) for k in STEP_DTYPES}
+        return Segments(obs=self._frames(ep, start, seq_len, idx, mask), mask=mask, **steps)
+
+    def _frames(self, ep: np.ndarray, start: np.ndarray, seq_len: int, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B, L, H, W, 3) uint8 frames of the segments, zeros where mask is false."""
         obs = self._obs[idx]  # (B, L, H, W, 3)
         obs[~mask] = 0
-        steps = {k: np.where(mask, self._steps[k][idx], 0).astype(self._steps[k].dtype) for k in STEP_DTYPES}
-        return Segments(obs=obs, mask=mask, **steps)
+        return obs
+
+
+def draw_segments(rng: np.random.Generator, lengths: np.ndarray, batch_size: int, seq_len: int, pad_before: int = 0,
+                  pad_after: int = 0, weights: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every random draw of one batch (see EpisodeBuffer.sample): the episode of each segment, (B,),
+    and its first frame within the episode, (B,), from -pad_before on. lengths: frames per episode."""
+    # Valid starts per episode: s in [-pad_before, length + pad_after - seq_len].
+    counts = np.maximum(lengths + pad_before + pad_after - seq_len + 1, 0)
+    total = int(counts.sum())
+    if total == 0:
+        raise ValueError(f"no episode is long enough for segments of {seq_len} frames")
+    p = recency_weights(len(lengths), weights, valid=counts > 0)
+    if p is None:
+        cum = np.cumsum(counts)
+        u = rng.integers(0, total, size=batch_size)
+        ep = np.searchsorted(cum, u, side="right")  # (B,)
+        s = u - (cum[ep] - counts[ep]) - pad_before  # (B,) start within the episode
+    else:
+        if p.sum() == 0:
+            raise ValueError(f"no episode in a chunk of nonzero weight is long enough for segments of {seq_len} frames")
+        ep = rng.choice(len(lengths), size=batch_size, p=p)
+        s = rng.integers(0, counts[ep]) - pad_before
+    return ep, s
 
 
 def recency_weights(num_episodes: int, weights: Sequence[float] | None,

@@ -18,7 +18,8 @@ partial file removed after, so a kill between the two leaves a stale partial tha
 (its id is in episodes/): never a duplicate, never a loss. `training_paths()` lists both kinds;
 `seal_partial()` turns what a dead writer left under way into cut episodes.
 
-Reading for training goes through `EpisodeBuffer` (wmcli.data.buffer), which holds frames in RAM.
+Reading for training goes through `EpisodeBuffer` (wmcli.data.buffer), which holds frames in RAM,
+or `DiskEpisodeBuffer` (wmcli.data.disk_buffer), which reads them per segment.
 `STEP_DTYPES` is the one table of the per-step arrays and their types.
 """
 

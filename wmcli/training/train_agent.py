@@ -26,14 +26,14 @@ from wmcli.base.progress import Progress
 from wmcli.base.recipe import check_resume_recipe
 from wmcli.base.runtime import Runtime, lr_at, make_optimizer, step_generators, unwrap
 from wmcli.base.signals import stop_on_sigint
-from wmcli.data.buffer import EpisodeBuffer
+from wmcli.data.disk_buffer import open_buffer
 from wmcli.data.store import Store
 from wmcli.models.actor_critic import ActorCritic, actor_critic_loss
 from wmcli.training.loop import MetricsLog, check_finite, ddp, stop_here
 from wmcli.world.imagination import WorldModelEnv
 from wmcli.world.world_model import load_world_model
 
-RESUMABLE_KEYS = {"steps", "log_every", "checkpoint_every"}
+RESUMABLE_KEYS = {"steps", "log_every", "checkpoint_every", "data", "ram_budget_gb"}
 """train_agent keys that may change between a run and its resumption."""
 
 
@@ -118,7 +118,8 @@ def train_agent(
     if ckpt is not None:
         sections = ("actor_critic", "sampler", "train_agent") if "resume" in ckpt else ("actor_critic",)  # imported: fine-tuning
         check_resume_recipe(ckpt["recipe"], recipe.to_dict(), sections, "train_agent", RESUMABLE_KEYS)
-    buf = EpisodeBuffer(store, episodes=store.training_paths())  # the episodes under way start dreams too
+    # The episodes under way start dreams too; frames in RAM, or read from the files (train_agent.data).
+    buf, data_why = open_buffer(store, store.training_paths(), cfg.data, cfg.ram_budget_gb, section="train_agent")
     if buf.num_episodes == 0:
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
 
@@ -185,7 +186,7 @@ def train_agent(
                 fps = count * B * rt.world_size * cfg.horizon / dt
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr_at(step, cfg),
                      "perf/steps_per_s": count / dt, "perf/imagined_frames_per_s": fps,
-                     "precision": rt.precision}
+                     "precision": rt.precision, "data": buf.kind}
                 log.write(m, done)
                 if on_progress:
                     on_progress(Progress("train-agent", done, cfg.steps, "steps", {
@@ -201,7 +202,7 @@ def train_agent(
             "interrupted": interrupted,
             "seconds": seconds, "imagined_frames": (done - start) * B * rt.world_size * cfg.horizon,
             "imagined_frames_per_s": (done - start) * B * rt.world_size * cfg.horizon / max(seconds, 1e-9),
-            "world_model": str(world_model_path), "store": str(store_path),
+            "world_model": str(world_model_path), "store": str(store_path), "data": buf.kind, "data_why": data_why,
             "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
             "runtime": rt.describe()}
 

@@ -6,7 +6,9 @@ AdamW step on each, and (every so often) logs, validates on held-out episodes
 with a separate validation store (`wmcli run`'s test episodes, as DIAMOND does), none: training
 then reads every episode of the store, the unfinished ones included. Randomness is counter-based: step k of rank r
 draws from generators seeded by (seed, r, k), so a resumed run replays exactly what a straight
-run would have done. On CUDA: autocast (bf16, or fp16 with a grad scaler), fused AdamW, TF32,
+run would have done. The segments come from RAM, or, for a store larger than the RAM budget,
+straight from its files with worker processes reading ahead (train_wm.data; wmcli.data.prefetch):
+the same batches either way. On CUDA: autocast (bf16, or fp16 with a grad scaler), fused AdamW, TF32,
 channels_last, optional torch.compile, pinned non-blocking host-to-device copies. Under
 torchrun: DDP (NCCL on CUDA, gloo on CPU), each rank sampling its own segments, rank 0 alone
 writing.
@@ -30,14 +32,24 @@ from wmcli.base.recipe import check_resume_recipe
 from wmcli.base.runtime import Runtime, lr_at, make_optimizer, step_generators, unwrap
 from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
+from wmcli.data.disk_buffer import open_buffer
+from wmcli.data.prefetch import batches_for
 from wmcli.data.store import Store, split_episodes
 from wmcli.training.loop import MetricsLog, check_finite, ddp, stop_here
-from wmcli.world.batches import DenoiserLoss, RewEndLoss, denoiser_batch, denoiser_noise, rew_end_batch
+from wmcli.world.batches import (
+    DenoiserLoss,
+    RewEndLoss,
+    denoiser_inputs,
+    denoiser_noise,
+    denoiser_request,
+    rew_end_inputs,
+    rew_end_request,
+)
 from wmcli.world.measure import validate
 from wmcli.world.world_model import build_networks
 
-RESUMABLE_KEYS = {"steps", "log_every", "val_every", "checkpoint_every"}
-"""train_wm keys that may change between a run and its resumption."""
+RESUMABLE_KEYS = {"steps", "log_every", "val_every", "checkpoint_every", "data", "ram_budget_gb", "data_workers"}
+"""train_wm keys that may change between a run and its resumption (the data path changes no batch)."""
 
 
 def training_recipe(name: str | None, overrides: list[str] = (), out: Path | None = None, resume: bool = False,
@@ -91,12 +103,12 @@ def train_world_model(
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
     val_buf, val_skipped = None, None
     if val_store is not None:
-        train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=store.training_paths())
-        val_buf, val_skipped = _validation_buffer(Path(val_store), spec, store_path, skip_bad)
+        train_buf, data_why = open_buffer(store, store.training_paths(), cfg.data, cfg.ram_budget_gb, skip_bad)
+        val_buf, val_skipped = _validation_buffer(Path(val_store), spec, store_path, skip_bad, cfg)
     else:
         train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
-        train_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=train_paths + store.partial_paths())
-        val_buf = EpisodeBuffer(store, skip_bad=skip_bad, episodes=val_paths) if val_paths else None
+        train_buf, data_why = open_buffer(store, train_paths + store.partial_paths(), cfg.data, cfg.ram_budget_gb, skip_bad)
+        val_buf = open_buffer(store, val_paths, cfg.data, cfg.ram_budget_gb, skip_bad)[0] if val_paths else None
 
     torch.manual_seed(cfg.seed)
     denoiser, rew_end = build_networks(recipe, spec.num_actions)
@@ -143,9 +155,13 @@ def train_world_model(
                        "scaler": scaler.state_dict()},
         })
 
-    with MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop:
+    # Each step's segments, from its own generator (the same one step_generators gives below).
+    requests = [denoiser_request(cfg, n, B, cfg.sample_weights), rew_end_request(cfg, Br, cfg.sample_weights)]
+    with (batches_for(train_buf, cfg.seed, rt.rank, requests, range(start, cfg.steps), cfg.data_workers) as batches,
+          MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop):
         for step in range(start, cfg.steps):
-            rng, g = step_generators(cfg.seed, rt.rank, step, rt.device)
+            _, g = step_generators(cfg.seed, rt.rank, step, rt.device)
+            den_seg, rew_seg = batches.get(step)
             lr = lr_at(step, cfg)
             for opt in (opt_den, opt_rew):
                 for group in opt.param_groups:
@@ -154,7 +170,7 @@ def train_world_model(
             rew_end.train()
 
             # Denoiser step.
-            batch = denoiser_batch(train_buf, rng, cfg, n, rt, B, cfg.sample_weights)
+            batch = denoiser_inputs(den_seg, rt)
             draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, cfg.autoregressive_steps)
             with rt.autocast():
                 loss_d = den_loss(batch["obs"], batch["act"], batch["mask"], **draws)
@@ -165,7 +181,7 @@ def train_world_model(
             scaler.step(opt_den)
 
             # Reward/end step.
-            rb = rew_end_batch(train_buf, rng, cfg, rt, Br, cfg.sample_weights)
+            rb = rew_end_inputs(rew_seg, cfg, rt)
             with rt.autocast():
                 loss_r = rew_loss(rb["obs"], rb["act"], rb["next_obs"], rb["rew"], rb["end"], rb["mask"])
             opt_rew.zero_grad(set_to_none=True)
@@ -189,7 +205,7 @@ def train_world_model(
                 dt = time.perf_counter() - t0
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
                      "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt,
-                     "precision": rt.precision}
+                     "precision": rt.precision, "data": train_buf.kind}
                 if rt.is_main and (done % cfg.val_every == 0 or last):
                     if val_buf is not None:
                         last_val = validate(unwrap(denoiser), unwrap(rew_end), val_buf, recipe, rt)
@@ -213,12 +229,13 @@ def train_world_model(
         "seconds": time.perf_counter() - t_start,
         "train_episodes": train_buf.num_episodes, "val_episodes": val_buf.num_episodes if val_buf else 0,
         "val": last_val, "val_store": str(val_store) if val_store is not None else None, "val_skipped": val_skipped,
+        "data": train_buf.kind, "data_why": data_why,
         "device": str(rt.device), "precision": rt.precision, "threads": rt.threads, "world_size": rt.world_size,
         "runtime": rt.describe(),
     }
 
 
-def _validation_buffer(path: Path, spec, store_path: Path, skip_bad: bool) -> tuple[EpisodeBuffer | None, str | None]:
+def _validation_buffer(path: Path, spec, store_path: Path, skip_bad: bool, cfg) -> tuple[EpisodeBuffer | None, str | None]:
     """The episodes of a separate validation store, or None and why validation is skipped."""
     if not Store.exists(path):
         return None, f"no validation episodes yet ({path} does not exist)"
@@ -227,4 +244,4 @@ def _validation_buffer(path: Path, spec, store_path: Path, skip_bad: bool) -> tu
                         same_game=True)
     if not val.episode_paths():
         return None, f"no validation episodes yet ({path} is empty)"
-    return EpisodeBuffer(val, skip_bad=skip_bad, episodes=val.episode_paths()), None
+    return open_buffer(val, val.episode_paths(), cfg.data, cfg.ram_budget_gb, skip_bad)[0], None

@@ -1,7 +1,8 @@
 """What the world model's two networks are fed, in training and in measurement alike.
 
 `denoiser_batch` and `rew_end_batch` turn segments of real episodes (wmcli.data.buffer) into
-model inputs on the runtime's device; `denoiser_noise` draws every random number one denoiser
+model inputs on the runtime's device; each is a request (`*_request`: which segments) and a
+conversion (`*_inputs`), apart so that training can have the segments read ahead (wmcli.data.prefetch); `denoiser_noise` draws every random number one denoiser
 loss needs from one generator. `DenoiserLoss` is the denoiser's objective with DIAMOND's
 autoregressive step, and `RewEndLoss` the reward/end model's, each a module with one forward
 so DDP and torch.compile can wrap it.
@@ -16,26 +17,36 @@ from torch import Tensor, nn
 from wmcli.base.config import TrainWMConfig
 from wmcli.base.frames import to_float
 from wmcli.base.runtime import Runtime, to_device
-from wmcli.data.buffer import EpisodeBuffer
+from wmcli.data.buffer import EpisodeBuffer, SegmentRequest, Segments
 from wmcli.models.denoiser import Denoiser
 from wmcli.models.reward_end import RewEndModel
 
 
-def denoiser_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConfig, n: int, rt: Runtime,
-                   batch_size: int, weights=None) -> dict:
+def denoiser_request(cfg: TrainWMConfig, n: int, batch_size: int, weights=None) -> SegmentRequest:
     """Segments of n context frames + 1 + autoregressive targets; the first target is always real.
     weights: EpisodeBuffer.sample's chunk weights (training), or None (uniform: measurement)."""
     ar = cfg.autoregressive_steps
-    seg = buf.sample(rng, batch_size, n + 1 + ar, pad_before=n - 1, pad_after=ar, weights=weights)
+    return SegmentRequest(batch_size, n + 1 + ar, pad_before=n - 1, pad_after=ar, weights=weights)
+
+
+def denoiser_inputs(seg: Segments, rt: Runtime) -> dict:
     return {"obs": to_float(to_device(seg.obs, rt)), "act": to_device(seg.act, rt), "mask": to_device(seg.mask, rt)}
 
 
-def rew_end_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConfig, rt: Runtime, batch_size: int,
-                  weights=None) -> dict:
+def denoiser_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConfig, n: int, rt: Runtime,
+                   batch_size: int, weights=None) -> dict:
+    """The denoiser's inputs: denoiser_request's segments drawn from rng."""
+    return denoiser_inputs(buf.sample(rng, *denoiser_request(cfg, n, batch_size, weights)), rt)
+
+
+def rew_end_request(cfg: TrainWMConfig, batch_size: int, weights=None) -> SegmentRequest:
     """Sequences of rew_end_seq_len transitions (frame t, action, frame t+1), which may run past the end.
-    weights as in denoiser_batch."""
+    weights as in denoiser_request."""
     L = cfg.rew_end_seq_len
-    seg = buf.sample(rng, batch_size, L + 1, pad_before=0, pad_after=L - 1, weights=weights)
+    return SegmentRequest(batch_size, L + 1, pad_before=0, pad_after=L - 1, weights=weights)
+
+
+def rew_end_inputs(seg: Segments, cfg: TrainWMConfig, rt: Runtime) -> dict:
     frames = to_float(to_device(seg.obs, rt))
     end = seg.end | seg.life_loss if cfg.end_on_life_loss else seg.end
     return {
@@ -43,6 +54,12 @@ def rew_end_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConf
         "rew": to_device(seg.rew[:, :-1], rt), "end": to_device(end[:, :-1], rt),
         "mask": to_device(seg.mask[:, 1:], rt),  # a transition is real when the frame after it is
     }
+
+
+def rew_end_batch(buf: EpisodeBuffer, rng: np.random.Generator, cfg: TrainWMConfig, rt: Runtime, batch_size: int,
+                  weights=None) -> dict:
+    """The reward/end model's inputs: rew_end_request's segments drawn from rng."""
+    return rew_end_inputs(buf.sample(rng, *rew_end_request(cfg, batch_size, weights)), cfg, rt)
 
 
 def denoiser_noise(denoiser: Denoiser, batch_size: int, shape, g: torch.Generator, rt: Runtime, ar: int) -> dict:
