@@ -324,9 +324,12 @@ class TrainWMConfig:
     ram_budget_gb: float | None = None
     """With data auto: the most memory (GB, 1e9 bytes) the episodes' frames may take in RAM; null:
     half the memory available when training starts (MemAvailable), shared among a node's ranks."""
-    data_workers: int = 2
+    data_workers: int = 0
     """On the disk path: processes that read and assemble upcoming batches ahead of the training
-    step; 0: read in the training process itself, no prefetch."""
+    step; 0 (the default): read in the training process itself. Measured on 2 CPU cores, 2 workers
+    were slower than none (58 against 21 ms a step: the batches travel pickled through a pipe), and
+    21 ms is small beside a CPU training step (docs/performance.md); on a GPU, where a step is
+    tens of ms, try 2-4."""
     seed: int = 0
     """Seed of the model initialisation and of every batch and noise draw."""
 
