@@ -3,11 +3,10 @@
 Each workload is a real `wmcli train-wm` process (the settings a user gets: torch's default
 threads, one per core) on a MinAtar Breakout store. For each policy it runs the workload alone,
 then two copies at the same time, and reports steps/s (from the command's own result) and how
-much of the work one process does alone the pair does together. Policies: "passive" (wmcli's
-default, OMP_WAIT_POLICY=PASSIVE), "spin" (GOMP_SPINCOUNT=300000, libgomp's own default when
-nothing is set: what wmcli did before). Rounds alternate the policies.
+much of the work one process does alone the pair does together (see POLICIES). Rounds
+alternate the policies.
 
-    python benchmarks/bench_sharing.py --steps 60 --rounds 2
+    python benchmarks/bench_sharing.py --steps 200 --rounds 2 --policies wmcli,fixed,passive
 """
 
 from __future__ import annotations
@@ -25,13 +24,24 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info  # noqa: E402
 
-POLICIES = {"passive": {}, "spin": {"GOMP_SPINCOUNT": "300000"}}
+POLICIES = {"wmcli": {}, "fixed": {"WMCLI_THREADS": "0"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE", "WMCLI_THREADS": "0"},
+            "spin30k": {"GOMP_SPINCOUNT": "30000", "WMCLI_THREADS": "0"},
+            "spin3k": {"GOMP_SPINCOUNT": "3000", "WMCLI_THREADS": "0"}, "1thread": {"WMCLI_THREADS": "1"}}
+"""Environments of the workload. "wmcli": what a user gets (threads shared among wmcli processes,
+wmcli.base.cores); the others fix each process at one thread per core ("0": the machine's core
+count, filled in below), as wmcli did before: "fixed" with OpenMP's default spinning, "passive"
+with passive waiting, "spin30k"/"spin3k" with shorter spins; "1thread": one thread each."""
 
 
 def _env(policy: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                                                            "WMCLI_THREADS")}
-    return {**env, **POLICIES[policy], "WMCLI_TENSORBOARD": "0", "WMCLI_PRECISION": "fp32"}
+                                                            "WMCLI_THREADS")}  # the settings a user gets
+    extra = {k: (str(os.cpu_count()) if (k, v) == ("WMCLI_THREADS", "0") else v) for k, v in POLICIES[policy].items()}
+    return {**env, **extra, "WMCLI_TENSORBOARD": "0", "WMCLI_PRECISION": "fp32"}
+
+
+def _policies(names: str) -> list[str]:
+    return [n for n in names.split(",") if n in POLICIES]
 
 
 def _start(store: Path, out: Path, steps: int, recipe: str, policy: str) -> subprocess.Popen:
@@ -54,16 +64,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="train-wm steps per process")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--recipe", default="minatar")
+    ap.add_argument("--policies", default="wmcli,fixed", help=f"comma-separated, of {', '.join(POLICIES)}")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="wmcli-sharing-"))
     store = work / "store"
-    subprocess.run([sys.executable, "-m", "wmcli", "collect", "--env", "minatar:Breakout", "--env-steps", "3000",
+    subprocess.run([sys.executable, "-m", "wmcli", "collect", "--env", "minatar:Breakout", "--env-steps", "3000", "--frame-size", "10",
                     "--store", str(store), "--seed", "0", "--json"], check=True, capture_output=True)
-    rates: dict[str, dict[str, list[float]]] = {p: {"alone": [], "pair": []} for p in POLICIES}
+    chosen = _policies(args.policies)
+    rates: dict[str, dict[str, list[float]]] = {p: {"alone": [], "pair": []} for p in chosen}
     for r in range(args.rounds):
-        order = list(POLICIES) if r % 2 == 0 else list(reversed(POLICIES))
+        order = chosen if r % 2 == 0 else list(reversed(chosen))
         for policy in order:
             t = time.perf_counter()
             rates[policy]["alone"].append(_rate(_start(store, work / "a.pt", args.steps, args.recipe, policy)))

@@ -72,16 +72,34 @@ def test_training_records_the_precision_it_chose(breakout_store, tmp_path, monke
     assert lines[-1]["precision"] == env_precision
 
 
-@pytest.mark.parametrize("user", [None, "ACTIVE"])
-def test_openmp_waits_passively_unless_the_user_says_otherwise(user):
-    import os
+def test_wmcli_processes_share_the_cores(tmp_path):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    if user:
-        env["OMP_WAIT_POLICY"] = user
-    code = "import wmcli.cli, os, sys; print(os.environ['OMP_WAIT_POLICY']); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
-    # Set before torch is loaded (the CLI module does not import torch), so OpenMP reads it.
-    assert out == [user or "PASSIVE", "False"]
+    from wmcli.base.cores import CoreShare
+
+    before = torch.get_num_threads()
+    try:
+        share = CoreShare(tmp_path, every=0.0)
+        share.cores = 4  # as on a 4-core machine, whatever this one has
+        assert share.adjust(force=True) == 4  # alone: every core
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            (tmp_path / str(other.pid)).touch()  # a second wmcli process registers
+            assert share.adjust() == 2 and torch.get_num_threads() == 2
+        finally:
+            other.kill()
+            other.wait()
+        assert share.adjust() == 4 and not (tmp_path / str(other.pid)).exists()  # it ended: its file goes
+        share.leave()
+        assert not list(tmp_path.iterdir())
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_fixed_thread_count_turns_sharing_off(monkeypatch):
+    import wmcli.base.cores as cores
+
+    monkeypatch.setattr(cores, "_share", None)
+    monkeypatch.setenv("WMCLI_THREADS", "1")
+    assert cores.share_cores() is None

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from wmcli.base.cores import share_cores
 from wmcli.base.errors import WmcliError
 from wmcli.base.seeds import step_rng
 
@@ -111,8 +112,9 @@ class Runtime:
 
 
 def set_threads(threads: int | None = None) -> int:
-    """torch's CPU threads: `threads`, else WMCLI_THREADS, else torch's own default (one per
-    physical core). Returns the number in force."""
+    """torch's CPU threads: `threads`, else WMCLI_THREADS, else this process's share of the cores
+    among the wmcli processes running (wmcli.base.cores: all of them when alone; OMP_NUM_THREADS
+    also fixes the count). Returns the number in force."""
     if threads is None and os.environ.get("WMCLI_THREADS"):
         try:
             threads = int(os.environ["WMCLI_THREADS"])
@@ -122,6 +124,8 @@ def set_threads(threads: int | None = None) -> int:
         if threads < 1:
             raise WmcliError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    else:
+        share_cores()  # share the cores with the other wmcli processes (wmcli.base.cores)
     return torch.get_num_threads()
 
 

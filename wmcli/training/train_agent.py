@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from wmcli.base.checkpoint import checkpoint_to_resume, recipe_for, save_checkpoint
 from wmcli.base.config import Recipe
+from wmcli.base.cores import adjust_threads
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
 from wmcli.base.recipe import check_resume_recipe
@@ -161,6 +162,7 @@ def train_agent(
 
     with MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop:
         for step in range(start, cfg.steps):
+            adjust_threads()  # this process's share of the cores, as other wmcli processes come and go
             rng, g = step_generators(cfg.seed, rt.rank, step, rt.device)
             wm_env.set_generators(rng, g)
             for group in opt.param_groups:

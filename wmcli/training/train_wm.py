@@ -26,6 +26,7 @@ from torch import nn
 
 from wmcli.base.checkpoint import checkpoint_to_resume, recipe_for, save_checkpoint
 from wmcli.base.config import Recipe
+from wmcli.base.cores import adjust_threads
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
 from wmcli.base.recipe import check_resume_recipe
@@ -160,6 +161,7 @@ def train_world_model(
     with (batches_for(train_buf, cfg.seed, rt.rank, requests, range(start, cfg.steps), cfg.data_workers) as batches,
           MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop):
         for step in range(start, cfg.steps):
+            adjust_threads()  # this process's share of the cores, as other wmcli processes come and go
             _, g = step_generators(cfg.seed, rt.rank, step, rt.device)
             den_seg, rew_seg = batches.get(step)
             lr = lr_at(step, cfg)
