@@ -73,7 +73,7 @@ def main() -> None:
             recipe, store_path, out, rt, resume=args.resume, overwrite=not args.resume,
             max_seconds=args.minutes * 60,
             on_progress=lambda r: print(
-                f"step {r.done}: " + " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k != "step"),
+                f"step {r.done}: " + " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k != "step" and isinstance(v, (int, float))),
                 file=sys.stderr),
         )
         train_summary["wall_minutes"] = (time.time() - t0) / 60
