@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from wmcli.base.cores import share_cores
 from wmcli.base.errors import WmcliError
+from wmcli.base.progress import count
 from wmcli.base.seeds import step_rng
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
@@ -95,7 +96,7 @@ class Runtime:
     def describe(self) -> str:
         """"cpu, bf16 autocast (auto: the CPU has AMX units), 2 threads" — printed when a command starts."""
         what = "fp32" if self.precision == "fp32" else f"{self.precision} autocast"
-        threads = f", {self.threads} threads" if self.device.type == "cpu" else ""
+        threads = f", {count(self.threads, 'thread')}" if self.device.type == "cpu" else ""
         ranks = f", {self.world_size} processes" if self.world_size > 1 else ""
         return f"{self.device}, {what} ({self.why}){threads}{ranks}" + (", torch.compile" if self.compile else "")
 
