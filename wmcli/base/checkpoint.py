@@ -42,6 +42,21 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
         torch.save(payload, tmp)
 
 
+def load_safely(path: Path, name: str, fix: str):
+    """What a torch.save file holds, loaded with `weights_only=True` (no code in the file runs), or
+    one clear error for a missing, foreign or unreadable file: `name` says what the file should
+    be ("wmcli checkpoint"), `fix` what to pass instead."""
+    if not path.is_file():
+        raise WmcliError(f"{name} {path} not found; {fix}")
+    if not zipfile.is_zipfile(path):
+        raise WmcliError(f"{path} is not a readable {name} (not a torch.save archive); {fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WmcliError(f"{path} is not a readable {name} ({first[:160]}); {fix}") from None
+
+
 def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint") -> dict:
     """Load a checkpoint of any kind, with one clear error for a missing or foreign file.
     `expected` names what the caller wants, for the messages."""
@@ -50,15 +65,7 @@ def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint
         inside = sorted(p.name for p in path.glob("*.pt"))
         hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
         raise WmcliError(f"{path} is a folder, not a checkpoint file{hint}; pass {expected}")
-    if not path.is_file():
-        raise WmcliError(f"checkpoint {path} not found; pass {expected}")
-    if not zipfile.is_zipfile(path):
-        raise WmcliError(f"{path} is not a readable wmcli checkpoint (not a torch.save archive); pass {expected}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WmcliError(f"{path} is not a readable wmcli checkpoint ({first[:160]})") from None
+    ckpt = load_safely(path, "wmcli checkpoint", f"pass {expected}")
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "format_version" not in ckpt:
         raise WmcliError(f"{path} is not a wmcli checkpoint (no kind/format fields); pass {expected}")
     if ckpt["format_version"] < FORMAT_VERSION:

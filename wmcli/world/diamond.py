@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from wmcli.base.checkpoint import save_checkpoint
+from wmcli.base.checkpoint import load_safely, save_checkpoint
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.recipe import list_recipes, load_recipe, recipe_from_dict
@@ -63,15 +62,7 @@ def read_diamond_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """DIAMOND's agent state dict from `path`, loaded without running code from the file."""
     path = Path(path)
     what = f"pass a DIAMOND agent checkpoint ({WHERE})"
-    if not path.is_file():
-        raise WmcliError(f"{path} not found; {what}")
-    if not zipfile.is_zipfile(path):
-        raise WmcliError(f"{path} is not a DIAMOND checkpoint (not a torch.save archive); {what}")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a foreign file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WmcliError(f"{path} is not a readable DIAMOND checkpoint ({first[:160]}); {what}") from None
+    sd = load_safely(path, "DIAMOND checkpoint", what)
     if isinstance(sd, dict) and "kind" in sd and "format_version" in sd:
         raise WmcliError(f"{path} is a wmcli checkpoint already ({sd['kind']}); use it as it is, no import needed")
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
