@@ -66,6 +66,25 @@ def test_run_makes_the_whole_loop_in_one_folder(tmp_path):
     assert (d / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_with_distillation_trains_the_agent_in_the_student(tmp_path):
+    from wmcli.base.checkpoint import load_checkpoint
+
+    d = tmp_path / "run"
+    r = run_wmcli("run", "--recipe", "minatar", "--run-dir", str(d), "--json",
+                  *sets("run.epochs=2", "train_wm.steps=10", "train_agent.steps=2", "run.distill=true",
+                        "distill.steps=4", "run.distill_steps=2", "distill.batch_size=4", "distill.val_batches=1",
+                        "run.eval_every=2", "run.final_eval_episodes=2"))
+    assert r.returncode == 0, r.stderr
+    assert "distillation" in r.stderr and "student at step 4" in r.stderr
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x.get("distill_steps") for x in lines] == [None, 4, 6]  # cumulative, as the other trainings
+    student = load_checkpoint(d / "wm_student.pt", "world_model")
+    assert student["recipe"]["sampler"]["num_steps"] == 1 and student["distilled"]["teacher"] == str(d / "wm.pt")
+    assert student["distilled"]["teacher_step"] == 20  # distilled from epoch 2's world model
+    agent = load_checkpoint(d / "agent.pt", "agent")
+    assert agent["world_model"]["path"] == str(d / "wm_student.pt")
+
+
 def test_plot_bad_inputs(tmp_path):
     r = run_wmcli("plot", str(tmp_path))
     assert r.returncode == 1 and "no metrics" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -220,6 +220,64 @@ def train_wm(
                 _stopped_at(result, "the world model")
 
 
+@app.command("distill")
+def distill(
+    world_model: Annotated[Path, typer.Argument(metavar="WORLD_MODEL", help="The teacher: a world-model checkpoint (wmcli train-wm -o).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The student's checkpoint file.")] = Path("wm1.pt"),
+    store: Annotated[
+        Optional[Path], typer.Option(help="Store whose contexts the student learns on (default: the teacher's).")
+    ] = None,
+    recipe: Annotated[
+        Optional[str], typer.Option(help=f"Take the distill section of this recipe: {RECIPES}, or a YAML file "
+                                         "(default: the teacher's; with --resume, the student's).")
+    ] = None,
+    set_: SetOpt = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Gradient steps (overrides distill.steps).")] = None,
+    student_steps: Annotated[
+        Optional[int], typer.Option(min=1, max=2, help="Network evaluations per frame of the student, 1 or 2 "
+                                                       "(overrides distill.student_steps).")
+    ] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (validate, save) once this much time has passed.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the student saved in -o (weights, optimizer, step).")] = False,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    compile_: CompileOpt = None,
+    skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Distil a world model into a student that dreams a frame in 1 (or 2) network evaluations.
+
+    The student is a normal world-model checkpoint (the teacher's reward/end model, its sampler
+    recorded): imagine, train-agent, eval, run and play use it without flags (docs/distill.md).
+    Metrics go to <output>.metrics.jsonl. Multi-GPU: torchrun --nproc-per-node N -m wmcli distill ...
+    """
+    with _user_errors("distill"):
+        from wmcli.base.runtime import make_runtime
+        from wmcli.training.distill import distill_world_model
+
+        overrides = [*(set_ or []), *([f"distill.student_steps={student_steps}"] if student_steps else [])]
+        rt = make_runtime(device, precision, compile_, threads)
+        with console.progress(rt.is_main) as report:
+            result = distill_world_model(world_model, output, rt, store_path=store, recipe=recipe, overrides=overrides,
+                                         steps=steps, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
+                                         on_progress=report, max_seconds=_minutes(max_minutes))
+        if rt.is_main:
+            if as_json:
+                console.print_json(result)
+            else:
+                val = result["val"]
+                extra = (f"; held-out PSNR against the teacher {val['val/psnr_vs_teacher']:.2f} dB (the teacher's own "
+                         f"{result['student_steps']}-step sample: {val['val/psnr_teacher_short_vs_teacher']:.2f} dB), "
+                         f"against the real frame {val['val/psnr_1step']:.2f} dB (teacher {val['val/psnr_teacher']:.2f} dB)"
+                         if val else "")
+                console.say(f"distilled {result['steps']} steps into {result['checkpoint']}: {result['student_steps']} "
+                            f"network evaluation(s) per frame instead of {result['teacher_steps']}{extra} ({result['runtime']})")
+            if result["interrupted"]:
+                _stopped_at(result, "the student")
+
+
 @app.command("train-agent")
 def train_agent(
     world_model: Annotated[Path, typer.Argument(metavar="WORLD_MODEL", help="World-model checkpoint (wmcli train-wm -o).")],

@@ -4,6 +4,7 @@
     DIR/store/                every real episode played (store/partial/: the ones under way)
     DIR/test_store/           the episodes of the last evaluation (the world model validates on them)
     DIR/wm.pt                 the world model (+ wm.metrics.jsonl)
+    DIR/wm_student.pt         with run.distill: its few-step student, where the agent trains
     DIR/agent.pt              the agent (+ agent.metrics.jsonl)
     DIR/metrics.jsonl         one line per epoch: env steps, training steps, evaluations
     DIR/state.json            the last finished epoch (written atomically)
@@ -15,7 +16,10 @@ then collects `run.collect_steps` steps with the current agent (epsilon-greedy; 
 on, epoch 1 trains on the initial data), trains the world model and the agent up to their
 cumulative step targets (first epoch: the `train_wm.steps` / `train_agent.steps` of the recipe,
 then `run.wm_steps` / `run.agent_steps` more per epoch) and evaluates every `run.eval_every`
-epochs. After each collection the episodes still under way are written to store/partial/ (each
+epochs. With `run.distill`, each world-model training is followed by a distillation into
+DIR/wm_student.pt (`distill.steps`, then `run.distill_steps` more per epoch, the student going on
+from where it was, now from the newer teacher), and the agent trains in the student's faster
+dreams (docs/distill.md). After each collection the episodes still under way are written to store/partial/ (each
 replacing its earlier version), so training reads them before they end, as DIAMOND's does; the
 collecting agent is one policy whose weights are updated in place each epoch, so its LSTM
 memory of those games carries over. Evaluation episodes go to test_store/ (cleared at each
@@ -50,6 +54,7 @@ from wmcli.data.collect import Collector
 from wmcli.data.env import make_spec, resolve_game
 from wmcli.data.store import Store
 from wmcli.outputs.evaluate import evaluate_policy
+from wmcli.training.distill import distill_world_model
 from wmcli.training.loop import MetricsLog
 from wmcli.training.train_agent import train_agent
 from wmcli.training.train_wm import train_world_model
@@ -64,7 +69,7 @@ def default_run_dir(recipe: str, game: str) -> Path:
 @dataclass
 class Event:
     """News of a run: what phase of which epoch, and a one-line description. Phases: "plan" (once,
-    up front), "collect", "train-wm", "train-agent", "eval" (each starting), "result" (what a
+    up front), "collect", "train-wm", "distill", "train-agent", "eval" (each starting), "result" (what a
     phase gave: held-out PSNR, evaluation return), "estimate" (time left, from measured rates)."""
 
     epoch: int
@@ -103,6 +108,7 @@ def plan(recipe: Recipe, initial: int | None = None) -> dict:
         "real_steps": collect_target(cfg, epochs, initial) if epochs else initial,
         "wm_steps": recipe.train_wm.steps + trained * cfg.wm_steps if epochs else 0,
         "agent_steps": recipe.train_agent.steps + trained * cfg.agent_steps if epochs else 0,
+        "distill_steps": recipe.distill.steps + trained * cfg.distill_steps if epochs and cfg.distill else 0,
         "evaluations": evals,
         "eval_episodes": max(0, evals - 1) * cfg.eval_episodes + (cfg.final_eval_episodes if epochs else 0),
     }
@@ -234,14 +240,15 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
     # episodes (their steps were played and stay counted). Only this run writes to its store.
     store.seal_partial()
     test_store = Store.create_or_open(run_dir / "test_store", spec.to_dict())
-    wm_path, agent_path = run_dir / "wm.pt", run_dir / "agent.pt"
+    wm_path, agent_path, student_path = run_dir / "wm.pt", run_dir / "agent.pt", run_dir / "wm_student.pt"
     metrics = run_dir / "metrics.jsonl"
     log = MetricsLog(metrics, enabled=rt.is_main)
     say = on_event or (lambda e: None)
     whole = plan(recipe, state.get("initial_steps"))  # a resumed run knows what its initial collection took
     say(Event(state["epoch_done"] + 1, "plan",
               f"{count(whole['epochs'], 'epoch')} of {spec.name}: {whole['real_steps']:,} real steps, {whole['wm_steps']:,} "
-              f"world-model and {whole['agent_steps']:,} agent training steps, {count(whole['evaluations'], 'evaluation')} "
+              f"world-model" + (f", {whole['distill_steps']:,} distillation" if whole["distill_steps"] else "")
+              + f" and {whole['agent_steps']:,} agent training steps, {count(whole['evaluations'], 'evaluation')} "
               f"({count(whole['eval_episodes'], 'episode')}) in {run_dir}" + (" (resumed)" if resume else "")
               + f"; on {rt.describe()}"))
 
@@ -324,11 +331,29 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                     v = r["val"]
                     say(Event(epoch, "result", f"world model at step {r['steps']}: held-out PSNR "
                                                f"{v['val/psnr_1step']:.2f} dB vs copy-last {v['val/psnr_copy_last']:.2f} dB"))
+                dream_path = wm_path
+                if cfg.distill:  # the agent trains in a few-step student of this epoch's world model
+                    phase = "distill"
+                    dream_path = student_path
+                    d_target = recipe.distill.steps + (epoch - 1) * cfg.distill_steps
+                    say(Event(epoch, "distill", f"up to step {d_target}"))
+                    t = time.perf_counter()
+                    r = distill_world_model(wm_path, student_path, rt, store_path=store.path, steps=d_target,
+                                            resume=student_path.exists(), on_progress=on_progress)
+                    times["distill"] = (time.perf_counter() - t) / max(r["steps"] - r["resumed_from"], 1)
+                    line["distill_steps"], line["distill_val"] = r["steps"], r["val"]
+                    if r["interrupted"]:
+                        raise _Interrupted
+                    if r["val"]:
+                        v = r["val"]
+                        say(Event(epoch, "result", f"student at step {r['steps']} ({r['student_steps']} step(s) a frame): "
+                                                   f"held-out PSNR {v['val/psnr_1step']:.2f} dB, teacher "
+                                                   f"{v['val/psnr_teacher']:.2f} dB"))
                 phase = "train-agent"
                 ag_target = recipe.train_agent.steps + (epoch - 1) * cfg.agent_steps
                 say(Event(epoch, "train-agent", f"up to step {ag_target}"))
                 t = time.perf_counter()
-                r = train_agent(replace(recipe, train_agent=replace(recipe.train_agent, steps=ag_target)), wm_path,
+                r = train_agent(replace(recipe, train_agent=replace(recipe.train_agent, steps=ag_target)), dream_path,
                                 agent_path, rt, store_path=store.path, resume=agent_path.exists(),
                                 on_progress=on_progress)
                 times["agent"] = (time.perf_counter() - t) / max(r["steps"] - r["resumed_from"], 1)
@@ -351,7 +376,8 @@ def run_loop(recipe: Recipe | None, run_dir: Path, rt: Runtime, resume: bool = F
                     if ev["interrupted"]:
                         raise _Interrupted
                 if epoch == 1 and epochs > 1 and "wm" in times and "agent" in times:
-                    left = (epochs - 1) * (cfg.wm_steps * times["wm"] + cfg.agent_steps * times["agent"])
+                    left = (epochs - 1) * (cfg.wm_steps * times["wm"] + cfg.agent_steps * times["agent"]
+                                           + cfg.distill_steps * times.get("distill", 0.0))
                     rest = "the last epoch" if epochs == 2 else f"the other {epochs - 1} epochs"
                     say(Event(epoch, "estimate", f"{_duration(left)} for {rest} (training rates of epoch 1; "
                                                  f"collection and evaluations extra)"))

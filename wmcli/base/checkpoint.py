@@ -14,6 +14,7 @@ from (a named recipe, or the one stored in a checkpoint it continues or builds o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -40,6 +41,15 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
     payload = {"format_version": FORMAT_VERSION, "wmcli_version": __version__, **ckpt}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file (hex), recorded as the provenance of what a checkpoint was made from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load_safely(path: Path, name: str, fix: str):

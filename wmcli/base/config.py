@@ -345,6 +345,65 @@ class TrainWMConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Distilling a world model's denoiser into a student that needs fewer network evaluations per
+    frame (wmcli.training.distill); the `distill` section. The student starts from the teacher's
+    weights and learns to map the teacher's start noise, in one (or two) evaluations, to the frame
+    the teacher's own sampler makes from that noise (docs/distill.md)."""
+
+    steps: int = 2000
+    """Gradient steps of the student (with `wmcli run`: the first epoch's; run.distill_steps after)."""
+    student_steps: int = 1
+    """Network evaluations per frame of the student: 1, or 2 (then at sigma_max and `sigma_mid`)."""
+    sigma_mid: float = 0.3
+    """With student_steps 2: the noise level of its second evaluation (about where a 3-step Karras
+    schedule takes its second: 0.28 for sigma 2e-3..5); recorded as the student's sampler.sigma_min."""
+    batch_size: int = 32
+    """Context windows per batch (each one teacher sample and one student sample)."""
+    lr: float = 1e-4
+    """AdamW learning rate after warm-up (the teacher's DIAMOND rate)."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay, on Linear/Conv/LSTM weights only."""
+    warmup_steps: int = 100
+    """Linear learning-rate warm-up."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip for the student."""
+    sample_weights: tuple[float, ...] | None = (0.1, 0.1, 0.1, 0.7)
+    """Recency weighting of the context windows, as train_wm.sample_weights."""
+    val_fraction: float = 0.1
+    """Share of the store's episodes held out for validation (the same hash split as train_wm's)."""
+    val_batches: int = 4
+    """Batches per validation."""
+    log_every: int = 50
+    """Steps between metric lines."""
+    val_every: int = 500
+    """Steps between validations (and at the end)."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (and at the end)."""
+    channels_last: bool = True
+    """Use channels_last memory format for the convolutions."""
+    data: str = "auto"
+    """Where the context windows are read from: "ram", "disk" or "auto", as train_wm.data."""
+    ram_budget_gb: float | None = None
+    """With data auto: as train_wm.ram_budget_gb."""
+    data_workers: int = 0
+    """On the disk path: processes reading batches ahead, as train_wm.data_workers."""
+    seed: int = 0
+    """Seed of every batch and noise draw."""
+
+    def __post_init__(self):
+        _at_least(self, 1, "steps", "batch_size", "val_batches", "log_every", "val_every", "checkpoint_every")
+        _check(self, "student_steps", self.student_steps in (1, 2), "must be 1 or 2")
+        _at_least(self, 0, "weight_decay", "warmup_steps", "seed", "data_workers")
+        _positive(self, "lr", "adam_eps", "grad_clip", "sigma_mid")
+        _check(self, "val_fraction", 0.0 <= self.val_fraction < 1.0, "must be in [0, 1)")
+        _sample_weights(self)
+        _data_path(self)
+
+
+@dataclass(frozen=True)
 class TrainAgentConfig:
     """The agent's training loop in imagination (wmcli.training.train_agent); the `train_agent` section."""
 
@@ -423,6 +482,11 @@ class RunConfig:
     """World-model steps per epoch after the first (DIAMOND: 400)."""
     agent_steps: int = 400
     """Agent steps per epoch after the first (DIAMOND: 400)."""
+    distill: bool = False
+    """After each world-model training, distil it into a few-step student (the `distill` section;
+    DIR/wm_student.pt) and train the agent in the student: faster dreams (docs/distill.md)."""
+    distill_steps: int = 400
+    """With distill: student steps per epoch after the first (the first: distill.steps)."""
     eval_every: int = 10
     """Epochs between evaluations in the real game (DIAMOND: 10)."""
     eval_episodes: int = 4
@@ -441,7 +505,7 @@ class RunConfig:
         _at_least(self, 1, "initial_collect_steps", "collect_steps", "num_envs", "eval_every",
                   "eval_episodes", "final_eval_episodes", "eval_num_envs")
         _at_least(self, 0, "epochs", "initial_collect_min_rewards", "initial_collect_max_steps", "collect_epochs",
-                  "wm_steps", "agent_steps", "seed")
+                  "wm_steps", "agent_steps", "distill_steps", "seed")
         _probability(self, "epsilon")
         _check(self, "actor_temperature", self.actor_temperature > 0, "must be above 0 (toward 0: the most likely action)")
         if self.total_real_steps is not None:
@@ -468,6 +532,7 @@ class Recipe:
     reward_end: RewEndConfig = field(default_factory=RewEndConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train_wm: TrainWMConfig = field(default_factory=TrainWMConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     train_agent: TrainAgentConfig = field(default_factory=TrainAgentConfig)
     run: RunConfig = field(default_factory=RunConfig)

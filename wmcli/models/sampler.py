@@ -132,22 +132,35 @@ def quantize(x: Tensor, mode: str = "round") -> Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
+def quantize_straight_through(x: Tensor, mode: str = "round") -> Tensor:
+    """quantize(x) in the forward pass, the identity in the backward one (Bengio et al., 2013's
+    straight-through estimator): a sampler made of it can be trained (distillation) while it
+    computes exactly what sampling computes."""
+    return x + (quantize(x, mode) - x).detach()
+
+
 def sample_next_obs(denoiser, obs: Tensor, act: Tensor, cfg: SamplerConfig,
-                    generator: torch.Generator | None = None, callback=None) -> Tensor:
+                    generator: torch.Generator | None = None, callback=None, noise: Tensor | None = None,
+                    differentiable: bool = False) -> Tensor:
     """Generate the next frame (B, 3, H, W) in [-1, 1], 8-bit levels, from context obs (B, n, 3, H, W)
     and act (B, n). callback(i, x0_estimate) sees each step's prediction of the clean frame.
 
     EDM: every denoised estimate is quantised (cfg.quantize) and the last step lands on the last
-    estimate; the start noise is N(0, sigma_max^2), or N(0, 1) with cfg.start_noise "unit" (DIAMOND)."""
+    estimate; the start noise is N(0, sigma_max^2), or N(0, 1) with cfg.start_noise "unit" (DIAMOND).
+    noise: the standard-normal draw (B, 3, H, W) to start from (default: drawn from `generator`),
+    so that two samplers can start from the same one (distillation). differentiable: quantise
+    straight-through, so gradients reach the denoiser (the frame computed is the same)."""
     formulation = denoiser.cfg.formulation
     check_compatible(cfg.name, formulation)
     B, n, C, H, W = obs.shape
-    noise = torch.randn((B, C, H, W), generator=generator, device=obs.device, dtype=obs.dtype)
+    if noise is None:
+        noise = torch.randn((B, C, H, W), generator=generator, device=obs.device, dtype=obs.dtype)
+    levels = quantize_straight_through if differentiable else quantize
     if formulation == "edm":
         sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).to(obs.device)
 
         def denoise(x, sigma):
-            return quantize(denoiser.denoise(x, sigma, obs, act), cfg.quantize)
+            return levels(denoiser.denoise(x, sigma, obs, act), cfg.quantize)
 
         step = sample_euler if cfg.name == "euler" else sample_heun
         x = step(denoise, noise if cfg.start_noise == "unit" else noise * cfg.sigma_max, sigmas, cfg, generator, callback)
@@ -163,4 +176,4 @@ def sample_next_obs(denoiser, obs: Tensor, act: Tensor, cfg: SamplerConfig,
             return denoiser.predict_eps(x, t, obs, act)
 
         x = sample_ddim(eps_fn, noise, timesteps, denoiser.alphas_cumprod, eta, generator, callback)
-    return quantize(x)
+    return levels(x)

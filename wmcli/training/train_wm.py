@@ -93,6 +93,9 @@ def train_world_model(
         )
     recipe = replace(recipe, env=spec.config)
     ckpt = checkpoint_to_resume(out, "world_model", resume, overwrite)
+    if ckpt is not None and "distilled" in ckpt:
+        raise WmcliError(f"{out} is a distilled student of {ckpt['distilled']['teacher']}: training it with the diffusion "
+                         f"loss would undo its few-step sampling; train the teacher and distil it again (wmcli distill)")
     if ckpt is not None:
         # A checkpoint without optimizer state (an imported one) starts a fine-tuning: only the
         # networks' sections must match; a resumed training must match in everything it depends on.

@@ -4,22 +4,25 @@
 model inputs on the runtime's device; each is a request (`*_request`: which segments) and a
 conversion (`*_inputs`), apart so that training can have the segments read ahead (wmcli.data.prefetch); `denoiser_noise` draws every random number one denoiser
 loss needs from one generator. `DenoiserLoss` is the denoiser's objective with DIAMOND's
-autoregressive step, and `RewEndLoss` the reward/end model's, each a module with one forward
-so DDP and torch.compile can wrap it.
+autoregressive step, `RewEndLoss` the reward/end model's and `DistillLoss` a distilled student's,
+each a module with one forward so DDP and torch.compile can wrap it.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wmcli.base.config import TrainWMConfig
+from wmcli.base.config import DistillConfig, SamplerConfig, TrainWMConfig
 from wmcli.base.frames import to_float
 from wmcli.base.runtime import Runtime, to_device
 from wmcli.data.buffer import EpisodeBuffer, SegmentRequest, Segments
 from wmcli.models.denoiser import Denoiser
 from wmcli.models.reward_end import RewEndModel
+from wmcli.models.sampler import sample_next_obs
 
 
 def denoiser_request(cfg: TrainWMConfig, n: int, batch_size: int, weights=None) -> SegmentRequest:
@@ -116,3 +119,34 @@ class RewEndLoss(nn.Module):
     def forward(self, obs, act, next_obs, rew, end, mask):
         loss, _ = self.model.loss(obs, act, next_obs, rew, end, mask)
         return loss
+
+
+def context_request(n: int, batch_size: int, weights=None) -> SegmentRequest:
+    """Segments of n context frames and the real frame after them (distillation and its measurement):
+    the windows a next frame is dreamed from, as in denoiser_request."""
+    return SegmentRequest(batch_size, n + 1, pad_before=n - 1, pad_after=0, weights=weights)
+
+
+def student_sampler(teacher: SamplerConfig, cfg: DistillConfig) -> SamplerConfig:
+    """The sampler a student of `teacher` samples with: deterministic Euler in cfg.student_steps
+    network evaluations, from the teacher's start noise (1: at sigma_max; 2: at sigma_max, then
+    cfg.sigma_mid, as a 2-step Karras schedule whose sigma_min is sigma_mid)."""
+    kw = {"sigma_min": cfg.sigma_mid} if cfg.student_steps == 2 else {}
+    return replace(teacher, name="euler", num_steps=cfg.student_steps, s_churn=0.0, **kw)
+
+
+class DistillLoss(nn.Module):
+    """A student's distillation loss: the frame its sampler makes from the teacher's start noise
+    (quantised straight-through, so it is the frame the student will dream) against the frame the
+    teacher's sampler made from the same noise and context; mean squared error in [-1, 1]."""
+
+    def __init__(self, student: Denoiser, sampler: SamplerConfig):
+        super().__init__()
+        self.student = student
+        self.sampler = sampler
+
+    def forward(self, obs: Tensor, act: Tensor, noise: Tensor, target: Tensor) -> Tensor:
+        """obs (B, n, 3, H, W) and act (B, n): the context; noise (B, 3, H, W) standard normal;
+        target (B, 3, H, W): the teacher's frame."""
+        x = sample_next_obs(self.student, obs, act, self.sampler, noise=noise, differentiable=True)
+        return (x.float() - target.float()).pow(2).mean()

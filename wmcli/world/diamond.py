@@ -16,7 +16,6 @@ checkpoint, as `train-wm` and `train-agent` write them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from wmcli.base.checkpoint import load_safely, save_checkpoint
+from wmcli.base.checkpoint import file_sha256, load_safely, save_checkpoint
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
 from wmcli.base.recipe import list_recipes, load_recipe, recipe_from_dict
@@ -247,14 +246,6 @@ def diamond_recipe(shapes: DiamondShapes, game: str, base: str | None = None, ov
     return recipe_from_dict(d, overrides)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_import_dir(game: str) -> Path:
     """Where `wmcli import diamond` writes when no -o is given: diamond-<Game>."""
     return Path(f"diamond-{resolve_game(game)[1]}")
@@ -305,7 +296,7 @@ def import_diamond(path: str | Path, game: str, out_dir: str | Path, overrides: 
         "actor_critic": convert_state(ac, sd, "actor_critic.", actor_critic_names(len(shapes.actor_critic["channels"])),
                                       "actor-critic"),
     }
-    source = {"from": "DIAMOND", "file": str(path), "sha256": _sha256(path)}
+    source = {"from": "DIAMOND", "file": str(path), "sha256": file_sha256(path)}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(wm_path, {"kind": "world_model", "recipe": recipe.to_dict(), "env": spec.to_dict(), "step": 0,
                               "store": None, "val_metrics": {}, "imported": source,

@@ -7,6 +7,7 @@ sign's and end's precision/recall/F1 and loss. Training's validation (`validate`
 held-out batches every `val_every` steps, 1-step rollouts, logged as `val/...`) and
 `wmcli eval WM.pt --store` (`evaluate_world_model`: many segments, `horizon`-step rollouts and
 every transition of the held-out episodes) feed it the same way, so their numbers mean the same.
+`validate_distillation` measures a distilled student against its teacher (wmcli.training.distill).
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wmcli.base.config import Recipe
+from wmcli.base.config import DistillConfig, Recipe, SamplerConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float
 from wmcli.base.metrics import psnr_of_mse
 from wmcli.base.runtime import Runtime, step_generators
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.models.reward_end import precision_recall_f1, rew_end_loss
-from wmcli.world.batches import DenoiserLoss, denoiser_batch, denoiser_noise, rew_end_batch
+from wmcli.models.sampler import sample_next_obs
+from wmcli.world.batches import (
+    DenoiserLoss,
+    context_request,
+    denoiser_batch,
+    denoiser_inputs,
+    denoiser_noise,
+    rew_end_batch,
+)
 from wmcli.world.world_model import rollout
 
 
@@ -122,6 +131,43 @@ def validate(denoiser, rew_end, buf: EpisodeBuffer, recipe: Recipe, rt: Runtime)
         "val/psnr_1step": r["psnr_1step"], "val/psnr_copy_last": r["psnr_1step_copy_last"],
         **{f"val/{head}_{k}": r[head][k] for head in ("reward", "end") for k in ("f1", "precision", "recall")},
     }
+
+
+@torch.no_grad()
+def validate_distillation(student, teacher, student_sampler: SamplerConfig, teacher_sampler: SamplerConfig,
+                          buf: EpisodeBuffer, cfg: DistillConfig, rt: Runtime) -> dict:
+    """A student against its teacher on `cfg.val_batches` held-out context windows (the same ones
+    and the same start noise at every validation): PSNR of the student's next frame against the
+    teacher's (`val/psnr_vs_teacher`) and of the teacher's own frame in the student's few steps
+    against it (`val/psnr_teacher_short_vs_teacher`: where distillation starts from), and of each
+    against the real frame (`val/psnr_1step`, `val/psnr_teacher`, `val/psnr_teacher_short`, with
+    `val/psnr_copy_last`)."""
+    n = teacher.cfg.num_context
+    was_training = student.training
+    student.eval()
+    se: dict[str, list[Tensor]] = {k: [] for k in ("vs_teacher", "teacher_short_vs_teacher", "1step", "teacher",
+                                                    "teacher_short", "copy_last")}
+    for i in range(cfg.val_batches):
+        rng, g = step_generators(cfg.seed, 10_000 + i, 0, rt.device)
+        b = denoiser_inputs(buf.sample(rng, *context_request(n, cfg.batch_size)), rt)
+        obs, act, real = b["obs"][:, :n], b["act"][:, :n], b["obs"][:, n].float()
+        noise = torch.randn(real.shape, generator=g, device=rt.device)
+        with rt.autocast():
+            frames = {name: sample_next_obs(model, obs, act, sampler, noise=noise).float() for name, model, sampler in (
+                ("teacher", teacher, teacher_sampler), ("student", student, student_sampler),
+                ("teacher_short", teacher, student_sampler))}
+
+        def mse(a: Tensor, b: Tensor) -> Tensor:
+            return (a - b).pow(2).mean(dim=(1, 2, 3))
+
+        se["vs_teacher"].append(mse(frames["student"], frames["teacher"]))
+        se["teacher_short_vs_teacher"].append(mse(frames["teacher_short"], frames["teacher"]))
+        se["1step"].append(mse(frames["student"], real))
+        se["teacher"].append(mse(frames["teacher"], real))
+        se["teacher_short"].append(mse(frames["teacher_short"], real))
+        se["copy_last"].append(mse(obs[:, -1].float(), real))
+    student.train(was_training)
+    return {f"val/psnr_{k}": psnr_of_mse(torch.cat(v).mean().item()) for k, v in se.items()}
 
 
 def evaluate_world_model(wm, buf: EpisodeBuffer, segments: int = 128, horizon: int = 15, seed: int = 0,
