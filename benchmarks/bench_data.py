@@ -9,7 +9,9 @@
    either); disk with a warm page cache; and disk through the Prefetcher's worker processes.
 3. A training step's time (denoiser + reward/end, forward, backward, AdamW, as train_wm does),
    tiny and atari100k models at their recipes' batch sizes, with the segments from RAM, from
-   disk in the training process, and from disk prefetched by one worker.
+   disk in the training process, and from disk prefetched by one worker; and the time the step
+   waits for its segments (inside `get`), which a shared machine's noise does not blur as it
+   blurs the step's total.
 
 Variants are interleaved within each repeat; medians are reported.
 
@@ -142,9 +144,13 @@ def bench_training(store: Store, paths: list[Path], name: str, repeats: int, ste
     opt_d, opt_r = torch.optim.AdamW(den.parameters(), lr=1e-4), torch.optim.AdamW(rew.parameters(), lr=1e-4)
     B = cfg.batch_size
 
+    waited = [0.0]  # seconds spent in batches.get: the step waiting for its segments
+
     def train_step(step: int, batches) -> None:
         _, g = step_generators(cfg.seed, 0, step, rt.device)
+        t = time.perf_counter()
         ds, rs = batches.get(step)
+        waited[0] += time.perf_counter() - t
         b = denoiser_inputs(ds, rt)
         draws = denoiser_noise(den, B, (3, 64, 64), g, rt, cfg.autoregressive_steps)
         loss = den_loss(b["obs"], b["act"], b["mask"], **draws)
@@ -161,6 +167,7 @@ def bench_training(store: Store, paths: list[Path], name: str, repeats: int, ste
     ram = EpisodeBuffer(store, episodes=paths)
     disk = DiskEpisodeBuffer(store, episodes=paths)
     res: dict[str, list[float]] = {"ram": [], "disk, in process": [], "disk, 1 worker prefetching": []}
+    wait: dict[str, list[float]] = {k: [] for k in res}
     train_step(0, Inline(ram, 0, 0, reqs))  # warm-up (allocations)
     for rep in range(repeats):
         base = 1000 * (rep + 1)
@@ -171,12 +178,14 @@ def bench_training(store: Store, paths: list[Path], name: str, repeats: int, ste
                    else Prefetcher(disk, 0, 0, reqs, rng, workers=1))
             with src:
                 src.get(base)  # a worker started and one batch through (not timed)
-                t = time.perf_counter()
+                t, waited[0] = time.perf_counter(), 0.0
                 for s in range(base + 1, base + steps + 1):
                     train_step(s, src)
                 res[k].append((time.perf_counter() - t) / steps)
+                wait[k].append(waited[0] / steps)
     r0 = median(res["ram"])
-    return [[name, k, f"{B}", f"{median(v):.3f}", f"{median(v) / r0:.2f}x"] for k, v in res.items()]
+    return [[name, k, f"{B}", f"{median(v):.3f}", f"{median(v) / r0:.2f}x", f"{1000 * median(wait[k]):.2f}",
+             f"{100 * median(wait[k]) / median(v):.2f}%"] for k, v in res.items()]
 
 
 def main() -> None:
@@ -213,7 +222,7 @@ def main() -> None:
                 train_rows += bench_training(store, paths, name, args.train_repeats, steps)
         print(f"\n# a training step (denoiser + reward/end), medians of {args.train_repeats}, {torch.get_num_threads()} "
               f"torch threads")
-        print_table(["recipe", "segments", "batch", "s/step", "vs RAM"], train_rows)
+        print_table(["recipe", "segments", "batch", "s/step", "vs RAM", "ms waiting for segments", "of the step"], train_rows)
     finish({"machine": info, "store": {"episodes": len(paths), "frames": frames, "disk_bytes": disk},
             "segments": rows, "cold_method": method, "training": train_rows}, args.json)
 
