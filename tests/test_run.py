@@ -83,6 +83,7 @@ def test_run_with_distillation_trains_the_agent_in_the_student(tmp_path):
     assert student["distilled"]["teacher_step"] == 20  # distilled from epoch 2's world model
     agent = load_checkpoint(d / "agent.pt", "agent")
     assert agent["world_model"]["path"] == str(d / "wm_student.pt")
+    assert agent["recipe"]["sampler"]["num_steps"] == 1  # it dreamed with the student's sampler, not the run recipe's
 
 
 def test_plot_bad_inputs(tmp_path):

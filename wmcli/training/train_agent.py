@@ -113,8 +113,8 @@ def train_agent(
     store = Store.open(store_path)
     store.spec.check_fits(spec, f"store {store_path}", f"world model {world_model_path}", "pass the store of its game")
     # The agent plays what the world model dreams: its env and denoiser/sampler/reward sections.
-    recipe = replace(recipe, env=wm.recipe.env, denoiser=wm.recipe.denoiser, reward_end=wm.recipe.reward_end,
-                     train_wm=wm.recipe.train_wm)
+    recipe = replace(recipe, env=wm.recipe.env, denoiser=wm.recipe.denoiser, sampler=wm.recipe.sampler,
+                     reward_end=wm.recipe.reward_end, train_wm=wm.recipe.train_wm)
     ckpt = checkpoint_to_resume(out, "agent", resume, overwrite)
     if ckpt is not None:
         sections = ("actor_critic", "sampler", "train_agent") if "resume" in ckpt else ("actor_critic",)  # imported: fine-tuning
