@@ -161,6 +161,10 @@ class PlaySession:
                  device: str | torch.device = "cpu", autocast=contextlib.nullcontext, seed: int = 0,
                  restart_on_end: bool = True):
         self.wm, self.starts, self.restart_on_end = wm, starts, restart_on_end
+        # channels_last: at batch 1 on CPU, DIAMOND's denoiser dreams 9% (fp32) to 25% (bf16) faster
+        # (docs/performance.md); the weights' values are unchanged.
+        for net in (wm.denoiser, wm.rew_end):
+            net.to(memory_format=torch.channels_last)
         self.spec = wm.spec
         self.meanings = wm.spec.action_meanings
         self.noop = list(self.meanings).index("NOOP") if "NOOP" in self.meanings else 0
