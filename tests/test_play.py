@@ -397,6 +397,15 @@ def test_without_pygame_the_window_says_which_extra_to_install(minatar, monkeypa
     assert line == "wmcli: error: wmcli play needs pygame-ce: pip install 'wmcli[play]' (or use --headless)"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is Linux's (X11, Wayland)")
+def test_without_a_display_the_window_says_to_play_headless(minatar, monkeypatch):
+    pytest.importorskip("pygame")
+    for name in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    line = one_error(runner.invoke(app, ["play", str(minatar["wm"])]))
+    assert "cannot open a window: no display" in line and "--headless --keys FILE" in line
+
+
 # ---- an imported DIAMOND model ------------------------------------------------------------------
 
 

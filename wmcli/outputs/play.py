@@ -327,7 +327,8 @@ def play(checkpoint: str | Path, cfg: PlayConfig, on_progress=None) -> dict:
     Returns the summary of the game played."""
     commands = _check_options(cfg)
     if not cfg.headless:
-        play_window.require_pygame()  # before the model loads: say what to install at once
+        play_window.require_pygame()  # before the model loads: say at once what to install, or that no
+        play_window.check_display()  # window can show
     seed = draw_seed(cfg.seed)
     rt = make_runtime(cfg.device, cfg.precision, False, cfg.threads)
     session = open_session(checkpoint, cfg, seed, rt)

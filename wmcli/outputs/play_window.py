@@ -16,6 +16,7 @@ stdout. Tests run the real window on SDL's dummy video driver (SDL_VIDEODRIVER=d
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -31,6 +32,7 @@ MIN_WIDTH = 640  # room for the text lines under small frames
 FONT_SIZE = 20
 MESSAGE_SECONDS = 3.0
 MISSING = "wmcli play needs pygame-ce: pip install 'wmcli[play]' (or use --headless)"
+NO_DISPLAY = "play without a window: --headless --keys FILE (docs/play.md)"
 
 
 def require_pygame():
@@ -41,6 +43,16 @@ def require_pygame():
     except ImportError:
         raise WmcliError(MISSING) from None
     return pygame
+
+
+def check_display() -> None:
+    """Refuse at once where no window can show (Linux without X11 or Wayland), before SDL probes
+    for one and falls back to drawing off screen, where nobody could see or quit it.
+    SDL_VIDEODRIVER set by hand is taken as it is (the tests' "dummy")."""
+    if os.environ.get("SDL_VIDEODRIVER") or not sys.platform.startswith("linux"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise WmcliError(f"cannot open a window: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); {NO_DISPLAY}")
 
 
 def default_window_scale(frame_size: int) -> int:
@@ -58,8 +70,12 @@ class PlayWindow:
         self.session, self.scale, self.fps, self.max_frames = session, scale, fps, max_frames
         self.record, self.record_scale, self.record_fps = record, record_scale, record_fps
         H, W = session.spec.frame_shape[:2]
+        check_display()
         try:
             pg.display.init()
+            if pg.display.get_driver() in ("offscreen", "dummy") and not os.environ.get("SDL_VIDEODRIVER"):
+                raise WmcliError(f"cannot open a window: no display (SDL found only its {pg.display.get_driver()} "
+                                 f"driver); {NO_DISPLAY}")
             pg.font.init()
             self.font = pg.font.Font(None, FONT_SIZE)
             self.line = self.font.get_linesize()
@@ -67,7 +83,7 @@ class PlayWindow:
             self.frame_pos = ((width - W * scale) // 2, 0)  # (x, y) of the frame's top-left corner
             self.screen = pg.display.set_mode((width, H * scale + 4 * self.line + 8))
         except pg.error as e:
-            raise WmcliError(f"cannot open a window ({e}); without a display, play with --headless --keys FILE") from None
+            raise WmcliError(f"cannot open a window ({e}); {NO_DISPLAY}") from None
         pg.display.set_caption(f"wmcli play: {session.spec.name}")
         self.keys_line = key_help(session.meanings)
         controls = ["r restart", "p pause", "[ ] denoising steps"]
@@ -197,6 +213,8 @@ class PlayWindow:
                 if self.max_frames is not None and self.session.frames >= self.max_frames:
                     break
                 clock.tick(30 if self.paused else self.fps)  # 0: no waiting
+        except KeyboardInterrupt:  # Ctrl-C in the terminal quits like q: the recording is kept
+            pass
         finally:
             pg.display.quit()
         written = None
