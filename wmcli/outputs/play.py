@@ -155,7 +155,9 @@ class Step:
 
 
 class PlaySession:
-    """A world model played one frame at a time; see the module docstring."""
+    """A world model played one frame at a time; see the module docstring. `starts` gives the real
+    contexts (a wmcli.world.imagination.ContextSampler that keeps the one it gave last as `.last`:
+    StoreStarts, GameStarts); `agent`, when given, plays until `hand_over()`."""
 
     def __init__(self, wm: WorldModel, starts, sampler: SamplerConfig | None = None, agent: Agent | None = None,
                  device: str | torch.device = "cpu", autocast=contextlib.nullcontext, seed: int = 0,
@@ -182,8 +184,8 @@ class PlaySession:
         self.score = 0.0  # the sampled rewards since the last start
         self.total_score = 0.0  # the sampled rewards of every start
         self.frame: np.ndarray | None = None  # (H, W, 3) uint8: the newest frame, real or dreamed
-        self.context: Context | None = None
-        self.reset(first=True)
+        self.context: Context | None = None  # where the dream started last
+        self._start()
 
     @property
     def sampler(self) -> SamplerConfig:
@@ -209,9 +211,13 @@ class PlaySession:
             self.agent_in_control = not self.agent_in_control
         return self.controller
 
-    @torch.no_grad()
-    def reset(self, first: bool = False) -> np.ndarray:
+    def reset(self) -> np.ndarray:
         """Start again from a fresh real context; returns its newest frame (H, W, 3)."""
+        self.restarts += 1
+        return self._start()
+
+    @torch.no_grad()
+    def _start(self) -> np.ndarray:
         self.env.reset()  # draws the context and burns the reward/end model's LSTM in on it
         self.context = self.starts.last
         obs = self.context.obs  # (1, n, H, W, 3)
@@ -223,7 +229,6 @@ class PlaySession:
         self._agent_first = n == 1
         self.frame = obs[0, -1]
         self.t, self.score = 0, 0.0
-        self.restarts += not first
         return self.frame
 
     @torch.no_grad()
