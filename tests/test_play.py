@@ -274,6 +274,15 @@ def test_headless_plays_the_keys_file_into_a_video_of_its_frames(micro_wm, break
     assert video.shape == (7, 128, 128, 3)  # one frame per step played, 64 x scale 2
 
 
+def test_headless_in_bf16(minatar, tmp_path):
+    """bf16 autocast (auto's choice on CPUs with bf16 units), with the weights cast once for it."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text("RIGHT *3\n")
+    cfg = PlayConfig(device="cpu", precision="bf16", threads=1, headless=True, keys=keys, output=tmp_path / "o.png", seed=0)
+    res = play(minatar["wm"], cfg)
+    assert res["frames"] == 3 and "bf16 autocast" in res["runtime"]
+
+
 def test_headless_cli_json_and_errors(micro_wm, tmp_path):
     keys = tmp_path / "keys.txt"
     keys.write_text("RIGHT *2\n")

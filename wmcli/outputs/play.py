@@ -285,6 +285,8 @@ def open_session(checkpoint: str | Path, cfg: PlayConfig, seed: int, rt: Runtime
     if cfg.agent is not None:
         agent = load_agent(cfg.agent, rt.device, hint="--agent plays the dream: pass an agent checkpoint "
                                                       "(`wmcli train-agent -o`)")
+    for net in (wm.denoiser, wm.rew_end):  # the session runs them under rt.autocast() only
+        rt.cast_for_inference(net)
     sampler = wm.recipe.sampler
     if cfg.denoising_steps is not None:
         sampler = replace(sampler, num_steps=cfg.denoising_steps)
