@@ -16,6 +16,7 @@ is not what is measured (with random weights the reward/end model samples ends o
 
     .venv/bin/python benchmarks/bench_play.py                      # ~3 min on 2 cores
     .venv/bin/python benchmarks/bench_play.py --profile            # + where one 1-step frame's time goes
+    .venv/bin/python benchmarks/bench_play.py --ablation           # + each speed-up of the library left out
     .venv/bin/python benchmarks/bench_play.py --wait-quiet 60 --json play.json
 
 A script to run by hand, never a timed test. Needs pygame-ce for the window rows (else skipped).
@@ -90,6 +91,54 @@ def profile(session: PlaySession, frames: int = 10) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 
+ABLATIONS = ("all three", "without the weight cast", "without channels_last", "with oneDNN's LSTM", "none of them")
+
+
+def ablate(session: PlaySession, what: str) -> PlaySession:
+    """Undo the library's batch-1 speed-ups in a session: the weights cast once for autocast
+    (Runtime.cast_for_inference), channels_last (PlaySession), the LSTM cell for one step
+    (RewEndModel._lstm_step). Results are the same either way; only the time differs."""
+    nets = (session.wm.denoiser, session.wm.rew_end)
+    if what in ("without the weight cast", "none of them"):
+        for net in nets:
+            net.float()  # the bf16-rounded weights back in fp32: autocast casts them on every call again
+    if what in ("without channels_last", "none of them"):
+        for net in nets:
+            net.to(memory_format=torch.contiguous_format)
+    if what in ("with oneDNN's LSTM", "none of them"):
+        rew_end = session.wm.rew_end
+        rew_end._lstm_step = lambda x, hidden: rew_end.lstm(x, hidden)
+    return session
+
+
+def measure_ablation(wm_path: Path, precisions: list[str], threads: int, args) -> list[dict]:
+    """1 step, `threads` threads: each speed-up left out in turn, interleaved."""
+    torch.set_num_threads(threads)
+    variants = [(p, a) for p in precisions for a in ABLATIONS]
+    sessions = {v: ablate(make_session(wm_path, 1, v[0]), v[1]) for v in variants}
+    for s in sessions.values():
+        for _ in range(2):
+            s.step_keys(HELD)
+    res = {v: [] for v in variants}
+    for r in range(args.repeats):
+        if args.wait_quiet:
+            wait_for_quiet(0.3, args.wait_quiet)
+        k = r % len(variants)
+        for v in variants[k:] + variants[:k]:
+            res[v].append(time_frames(lambda: sessions[v].step_keys(HELD), args.frames))
+    rows = []
+    for (p, a), xs in res.items():
+        fps = [x[0] for x in xs]
+        rows.append({"precision": p, "speed-ups": a, "median": statistics.median(fps), "frames_per_s": fps,
+                     "others_cores": statistics.median(x[1] for x in xs)})
+    print(f"\n# play, the library's batch-1 speed-ups left out: 1 step, {threads} thread{'s' * (threads != 1)}")
+    print_table(["precision", "speed-ups", "frames/s", "min..max", "ms/frame", "others' cores"],
+                [[r["precision"], r["speed-ups"], f"{r['median']:.1f}",
+                  f"{min(r['frames_per_s']):.1f}..{max(r['frames_per_s']):.1f}", f"{1000 / r['median']:.0f}",
+                  f"{r['others_cores']:.2f}"] for r in rows])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -99,6 +148,8 @@ def main() -> None:
     ap.add_argument("--precisions", default=None, help="fp32,bf16 (default: bf16 only where the CPU has bf16 units)")
     ap.add_argument("--no-window", action="store_true", help="skip the window rows")
     ap.add_argument("--profile", action="store_true", help="print where a 1-step frame's time goes (torch.profiler)")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also measure 1 step with each of the library's batch-1 speed-ups left out")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                     help="before each round, wait up to S seconds for other processes to keep < 0.3 cores busy")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -150,12 +201,13 @@ def main() -> None:
     if not args.no_window:
         best = max((r for r in out_rows if r["steps"] == 1), key=lambda r: r["median"])
         window_rows = measure_window(wm_path, best["precision"], best["threads"], args)
+    ablation_rows = measure_ablation(wm_path, precisions, max(threads), args) if args.ablation else []
     if args.profile:
         best = max((r for r in out_rows if r["steps"] == 1), key=lambda r: r["median"])
         torch.set_num_threads(best["threads"])
         profile(sessions[(1, best["precision"])] if (1, best["precision"]) in sessions
                 else make_session(wm_path, 1, best["precision"]))
-    finish({"machine": info, "rows": out_rows, "window": window_rows}, args.json)
+    finish({"machine": info, "rows": out_rows, "window": window_rows, "ablation": ablation_rows}, args.json)
 
 
 def measure_window(wm_path: Path, precision: str, threads: int, args) -> list[dict]:

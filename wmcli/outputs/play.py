@@ -363,7 +363,8 @@ def play(checkpoint: str | Path, cfg: PlayConfig, on_progress=None) -> dict:
     frames = played["frames"]
     return {
         "checkpoint": str(checkpoint), "game": session.spec.name, "mode": "headless" if cfg.headless else "window",
-        "output": written, "frames": frames, "seconds": played["seconds"],
+        "output": written, "frames": frames, "recorded_frames": played.get("recorded_frames", frames if written else 0),
+        "seconds": played["seconds"],
         "frames_per_s": frames / played["seconds"] if played["seconds"] > 0 else None,
         "restarts": session.restarts, "dreamed_ends": session.ends, "restarts_asked": played["restarts_asked"],
         "actions": played["actions"], "by": played["by"], "score": session.total_score,
