@@ -8,7 +8,7 @@ The layers, lowest first (docs/architecture.md draws them):
     models    wmcli.models.*    networks, denoiser, sampler, reward/end model, actor-critic
     world     wmcli.world.*     trained models loaded and dreaming, the imagination env, measurement
     training  wmcli.training.*  the training loops
-    outputs   wmcli.outputs.*   evaluation, imagine, videos, FVD, plots
+    outputs   wmcli.outputs.*   evaluation, imagine, play, videos, FVD, plots
     run       wmcli.run         DIAMOND's loop
     face      wmcli.cli, wmcli.console, wmcli.__main__
 
@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wmcli"
 LAYERS = ("base", "data", "models", "world", "training", "outputs", "run", "face")
 FACE = {"wmcli.cli", "wmcli.console", "wmcli.__main__"}
 LOCAL_IMPORTS_ALLOWED = {"wmcli.cli"}  # the face loads the library per command
-OPTIONAL = {"minatar", "matplotlib", "matplotlib.pyplot", "torch.utils.tensorboard", "rliable"}  # extras, imported where used
+OPTIONAL = {"minatar", "matplotlib", "matplotlib.pyplot", "torch.utils.tensorboard", "rliable", "pygame"}  # extras, imported where used
 
 
 def layer(module: str) -> str:

@@ -30,6 +30,25 @@ def test_shapes_and_stepwise_state_equals_one_pass():
     torch.testing.assert_close(e5[:, 0], e[:, 4], atol=1e-5, rtol=1e-4)
 
 
+def test_one_step_goes_through_the_lstm_cell_with_the_same_result():
+    """T = 1 on CPU takes torch's LSTM cell (faster than oneDNN's LSTM at small batches): from a
+    fresh state, after a burn-in, and after a bf16 burn-in under autocast."""
+    torch.manual_seed(0)
+    m = RewEndModel(TINY, num_actions=3, frame_size=16).eval()
+    obs, nxt = torch.randn(2, 3, 3, 16, 16), torch.randn(2, 3, 3, 16, 16)
+    act = torch.randint(0, 3, (2, 3))
+    r, e, (h, c) = m(obs, act, nxt)  # nn.LSTM over 3 steps
+    r1, e1, (h1, c1) = m(obs[:, :1], act[:, :1], nxt[:, :1])  # the cell, from a fresh state
+    torch.testing.assert_close(r1[:, 0], r[:, 0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(e1[:, 0], e[:, 0], atol=1e-5, rtol=1e-4)
+    assert h1.shape == h.shape and c1.shape == c.shape
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, _, state = m(obs[:, :2], act[:, :2], nxt[:, :2])  # a bf16 state from nn.LSTM
+        r3, _, (h3, _) = m(obs[:, 2:], act[:, 2:], nxt[:, 2:], state)
+    assert h3.dtype == torch.float32 and torch.isfinite(r3).all()
+    torch.testing.assert_close(r3[:, 0].float(), r[:, 2], atol=0.1, rtol=0.1)  # bf16's precision
+
+
 def test_loss_counts_only_real_steps_and_learns():
     torch.manual_seed(0)
     m = RewEndModel(TINY, num_actions=3, frame_size=16)

@@ -103,3 +103,38 @@ def test_a_fixed_thread_count_turns_sharing_off(monkeypatch):
     monkeypatch.setattr(cores, "_share", None)
     monkeypatch.setenv("WMCLI_THREADS", "1")
     assert cores.share_cores() is None
+
+
+def test_weights_cast_for_inference_dream_the_same_frames_under_autocast():
+    """Runtime.cast_for_inference stores conv and linear weights in bf16 once: under autocast the
+    dream and the reward/end logits are the same, bit for bit (autocast rounds the weights so on
+    every call); fp32 leaves the module as it is."""
+    from conftest import MICRO
+
+    from wmcli.base.recipe import load_recipe
+    from wmcli.base.runtime import Runtime
+    from wmcli.models.sampler import sample_next_obs
+    from wmcli.world.world_model import build_networks
+
+    recipe = load_recipe("tiny", MICRO)
+    torch.manual_seed(0)
+    den, rew_end = build_networks(recipe, 4)
+    den2, rew_end2 = build_networks(recipe, 4)
+    den2.load_state_dict(den.state_dict())
+    rew_end2.load_state_dict(rew_end.state_dict())
+    rt = Runtime(torch.device("cpu"), "bf16", False)
+    for m in (den2, rew_end2):
+        rt.cast_for_inference(m.eval())
+    den.eval(), rew_end.eval()
+    assert den2.unet.conv_in.weight.dtype == torch.bfloat16 and den2.act_emb.weight.dtype == torch.float32
+    obs, act = torch.rand(2, 4, 3, 64, 64) * 2 - 1, torch.randint(0, 4, (2, 4))
+    out = []
+    for d, r in ((den, rew_end), (den2, rew_end2)):
+        with torch.no_grad(), rt.autocast():
+            nxt = sample_next_obs(d, obs, act, recipe.sampler, torch.Generator().manual_seed(0)).float()
+            logits = r(obs[:, -2:], act[:, -2:], torch.cat([obs[:, -1:], nxt[:, None]], 1))[:2]
+        out.append((nxt, *logits))
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+    fp32 = Runtime(torch.device("cpu"), "fp32", False)
+    assert fp32.cast_for_inference(den).unet.conv_in.weight.dtype == torch.float32

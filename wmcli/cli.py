@@ -586,6 +586,91 @@ def imagine(
 
 
 @app.command()
+def play(
+    checkpoint: Annotated[Path, typer.Argument(metavar="WM", help="World-model checkpoint (wmcli train-wm -o, or "
+                                                                   "wmcli import diamond's wm.pt).")],
+    agent: Annotated[
+        Optional[Path], typer.Option(help="Agent checkpoint that plays until tab hands control to you (and back).")
+    ] = None,
+    store: Annotated[
+        Optional[Path], typer.Option(help="Start (and restart with r) from real frames of this store.")
+    ] = None,
+    env: Annotated[
+        Optional[str], typer.Option(help="Start from resets of this real game (default: the world model's own game).")
+    ] = None,
+    episode: Annotated[
+        Optional[int], typer.Option(help="With --store: always this episode (0 = oldest, -1 = newest; default: drawn).")
+    ] = None,
+    start: Annotated[
+        Optional[int], typer.Option(min=0, help="With --store: the first context frame in the episode (default: drawn).")
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option("--steps", "--denoising-steps", min=1,
+                                    help="Denoising steps per frame to start with ([ and ] change them live; default: "
+                                         "the checkpoint's sampler.num_steps).")
+    ] = None,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No window: play the --keys file and write the dreamed frames to -o.")
+    ] = False,
+    keys: Annotated[
+        Optional[Path], typer.Option(help="With --headless: a keys file, one line of keys per dreamed frame "
+                                          "(docs/play.md).")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="With --headless: .mp4, .gif or .png of the dreamed frames "
+                                                            "(default: play.mp4).")
+    ] = None,
+    record: Annotated[
+        Optional[Path], typer.Option(help="The window records the dreamed frames to this .mp4, .gif or .png "
+                                          "(v pauses and resumes).")
+    ] = None,
+    scale: Annotated[
+        Optional[int], typer.Option(min=1, help="Nearest-neighbour upscaling (default: about 512 px a side in the "
+                                                "window, 256 in files).")
+    ] = None,
+    fps: Annotated[
+        float, typer.Option(min=0, help="The window shows at most this many frames a second (15: real time at frame "
+                                        "skip 4; 0: as fast as the sampler goes); also the frame rate of videos.")
+    ] = 15.0,
+    max_frames: Annotated[
+        Optional[int], typer.Option(min=1, help="The window quits after this many dreamed frames.")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the starts, the sampler and the agent (default: drawn "
+                                                     "and recorded).")] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Play the dream: a window on the world model, the arrows and space as the game's buttons.
+
+    Each key press (or the agent's action) dreams the next frame from the last ones; the
+    reward/end model scores it, and a dreamed end restarts from fresh real frames. Keys: arrows
+    and space (FIRE), held together for combined actions (up+right+space = UPRIGHTFIRE); r
+    restart, p pause, [ ] denoising steps, tab agent/you, v recording, q quit. Needs the play
+    extra (pip install 'wmcli[play]'), except with --headless --keys FILE.
+    """
+    with _user_errors("play"):
+        from wmcli.outputs.play import PlayConfig
+        from wmcli.outputs.play import play as run_play
+
+        cfg = PlayConfig(agent=agent, store=store, env=env, episode=episode, start=start, denoising_steps=steps,
+                         seed=seed, headless=headless, keys=keys, output=output, record=record, scale=scale, fps=fps,
+                         max_frames=max_frames, device=device, precision=precision, threads=threads)
+        with console.progress(enabled=headless) as report:
+            result = run_play(checkpoint, cfg, on_progress=report)
+        if as_json:
+            console.print_json(result)
+        else:
+            n = result["sampler"]["num_steps"]
+            into = f" into {result['output']}" if result["output"] else ""
+            rate = f"{result['frames_per_s']:.1f} frames/s, " if result["frames_per_s"] else ""
+            console.say(f"played {count(result['frames'], 'frame')} of {result['game']}{into} ({rate}"
+                        f"{count(n, 'denoising step')}, {count(result['restarts'], 'restart')}, "
+                        f"score {result['score']:+g})")
+
+
+@app.command()
 def fvd(
     real: Annotated[Path, typer.Argument(metavar="REAL", help="Real videos: a folder of .mp4/.gif/.npz files, one such file, a store, or FILE.npz:ARRAY.")],
     generated: Annotated[Path, typer.Argument(metavar="GENERATED", help="Generated videos, in any of the same forms.")],

@@ -48,9 +48,27 @@ class RewEndModel(nn.Module):
         x = self.conv_in(x)
         for m in self.encoder:
             x = m(x, cond) if isinstance(m, ResBlock) else m(x)
-        x, hidden = self.lstm(x.reshape(B, T, -1), hidden)  # (B, T, lstm_dim)
+        x = x.reshape(B, T, -1)
+        if T == 1 and x.device.type == "cpu":
+            x, hidden = self._lstm_step(x, hidden)
+        else:
+            x, hidden = self.lstm(x, hidden)  # (B, T, lstm_dim)
         logits = self.head(x)
         return logits[..., :3], logits[..., 3:], hidden
+
+    def _lstm_step(self, x: Tensor, hidden):
+        """One step of the LSTM, x (B, 1, F), through torch's own LSTM cell in fp32: the same function
+        as nn.LSTM, whose oneDNN kernel on CPU costs 4-5 ms more per call at the small batches of
+        imagination and play (6.2 vs 1.2 ms at batch 1, docs/performance.md)."""
+        lstm = self.lstm
+        B = x.shape[0]
+        if hidden is None:
+            h = c = x.new_zeros(B, lstm.hidden_size, dtype=torch.float32)
+        else:
+            h, c = hidden[0][0].float(), hidden[1][0].float()
+        h, c = torch.lstm_cell(x[:, 0].float(), (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0,
+                               lstm.bias_hh_l0)
+        return h[:, None], (h[None], c[None])
 
     def loss(self, obs, act, next_obs, rew, end, mask) -> tuple[Tensor, dict]:
         """Cross-entropy of the reward's sign and of the end, over real steps (mask (B, T) bool)."""

@@ -39,10 +39,11 @@ class ContextSampler(Protocol):
 
 
 class WorldModelEnv:
-    def __init__(self, wm: WorldModel, contexts: ContextSampler, num_envs: int, horizon: int = 15,
+    def __init__(self, wm: WorldModel, contexts: ContextSampler, num_envs: int, horizon: int | None = 15,
                  sampler: SamplerConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
                  autocast=contextlib.nullcontext):
-        """wm: the world model; contexts: real starting points for its dreams, of its num_context frames."""
+        """wm: the world model; contexts: real starting points for its dreams, of its num_context frames;
+        horizon: steps after which a dream is truncated (None: never, as when a person plays it)."""
         self.denoiser, self.rew_end = wm.denoiser, wm.rew_end
         self.n = wm.num_context
         self.contexts, self.num_envs, self.horizon = contexts, num_envs, horizon
@@ -100,7 +101,7 @@ class WorldModelEnv:
             hidden = tuple(torch.where(a[None, :, None], new, old) for new, old in zip(hidden, self.hidden))
             t = torch.where(a, t, self.t)
         self.obs, self.act, self.hidden, self.t = obs, act_hist[:, 1:], hidden, t
-        trunc = (t >= self.horizon) & ~end
+        trunc = (t >= self.horizon) & ~end if self.horizon is not None else torch.zeros_like(end)
         return nxt, rew, end, trunc, {}
 
 
