@@ -8,16 +8,18 @@ runs it in worker processes for the next `depth` steps (the disk path), so the H
 gzip decoding overlap the training step; results are keyed by step, so they do not depend on
 which worker finished first.
 
-The frames do not travel back through the pool's pipe: pickling an atari100k step's 10 MB,
-the pipe and unpickling cost the training process about what reading them itself costs. The
-requests fix every shape, so the Prefetcher maps a ring of `depth + 1` slots of one step's
-frames each (a file in a private directory under /dev/shm, RAM, or tempfile's directory when
-/dev/shm is missing or full; its blocks reserved at start, so a full tmpfs fails there and not
-with SIGBUS mid-run). A step takes a free slot when submitted; its worker writes the frames there
-and returns the small per-step arrays; `get` copies the frames out (~1-3 ms for 10 MB, as RAM's
-gather) and frees the slot. The copy makes returned batches independent of later steps, whatever
-the caller keeps. The window of steps in flight plus the one asked for never needs more than
-`depth + 1` slots; a step dropped while running (asked out of order) keeps its slot until it ends.
+The frames do not travel back through the pool's pipe: for an atari100k step's 10 MB, pickling,
+the pipe and unpickling made a worker take ~75 ms a step where reading takes ~25 (2 cores), so
+one worker fell behind any step shorter than that. The requests fix every shape, so the
+Prefetcher maps a ring of `depth + 1` slots of one step's frames each (a file in a private
+directory under /dev/shm, i.e. RAM, or under tempfile's directory when /dev/shm is missing or
+full; its blocks reserved at start, so a full tmpfs fails there and not with SIGBUS mid-run). A
+step takes a free slot when submitted; its worker writes the frames there and returns the small
+per-step arrays; as soon as it is done, the pool's thread in this process copies the frames out
+(~1-3 ms for 10 MB, beside the training step) and `get` returns them at once. The slot is free
+again only when nothing can read or write it: a batch kept by the caller never changes. The
+window of steps in flight plus the one asked for needs at most `depth + 1` slots; a step dropped
+while running (asked out of order) keeps its slot until it ends.
 
 The workers are spawned (not forked: h5py handles and torch's threads are not fork-safe), each
 gets a pickled copy of the buffer's index and opens its own files; they ignore Ctrl-C (the
@@ -41,6 +43,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +100,7 @@ class Prefetcher(Inline):
         self._remove_dir = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)  # also at exit
         self.ring = np.memmap(path, np.uint8, "r+", shape=(num_slots, ends[-1]))  # (slots, bytes per step)
         self.slots = Slots(num_slots)
-        self.futures: dict[int, tuple[Future, int]] = {}  # step -> (its future, its slot)
+        self.futures: dict[int, tuple[Future, Future, int]] = {}  # step -> (its work, its batches, its slot)
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                                         initargs=(buf, seed, rank, self.requests, os.getpid(), self.dir, path,
                                                   self.ring.shape, self.spans))
@@ -105,7 +108,7 @@ class Prefetcher(Inline):
     def get(self, step: int) -> list[Segments]:
         # Steps outside the window [step, step + depth] are not needed any more (skipped, or asked out of order).
         for k in [k for k in self.futures if not step <= k <= step + self.depth]:
-            self.slots.release(*self.futures.pop(k))
+            self._drop(*self.futures.pop(k))
         if step not in self.futures:
             self.futures[step] = self._submit(step, self.slots.take(block=True))
         # Keep the next `depth` steps in flight, as far as slots are free.
@@ -115,40 +118,64 @@ class Prefetcher(Inline):
                 if slot is None:
                     break
                 self.futures[k] = self._submit(k, slot)
-        future, slot = self.futures.pop(step)
+        work, batches, slot = self.futures.pop(step)
         try:
-            steps = future.result()  # one dict of small arrays per request
-            frames = [np.array(self.ring[slot, a:b]).reshape(shape) for (a, b), shape in zip(self.spans, self.shapes)]
+            return batches.result()
         except BrokenProcessPool:
             raise WmcliError(_DIED) from None
         except WmcliError as e:
             raise WmcliError(f"reading the segments of step {step}: {e}") from None
         except Exception as e:  # anything else a worker raised, named once
             raise WmcliError(f"a data worker failed reading the segments of step {step}: {type(e).__name__}: {e}") from None
-        finally:  # the frames are copied out (or there are none)
-            self.slots.release(future, slot)
-        return [Segments(obs=obs, **s) for obs, s in zip(frames, steps)]
+        finally:  # the frames are copied out (or there are none): the slot can go
+            self._drop(work, batches, slot)
 
-    def _submit(self, step: int, slot: int) -> tuple[Future, int]:
+    def _submit(self, step: int, slot: int) -> tuple[Future, Future, int]:
+        """Step `step` sent to a worker, to write its frames into `slot`; its batches (a future)
+        are made in this process as soon as the worker is done."""
         try:
-            return self.pool.submit(_work, step, slot), slot
+            work = self.pool.submit(_work, step, slot)
         except BrokenProcessPool:
             raise WmcliError(_DIED) from None
+        batches = Future()
+        work.add_done_callback(partial(_copy_out, batches=batches, ring=self.ring, slot=slot, spans=self.spans,
+                                       shapes=self.shapes))
+        return work, batches, slot
+
+    def _drop(self, work: Future, batches: Future, slot: int) -> None:
+        """Step no longer wanted: cancelled if it has not started; its slot free once its batches are made (or not)."""
+        work.cancel()
+        self.slots.release(batches, slot)
 
     def close(self) -> None:
         """Cancel what is queued, wait for the few steps being read, end the workers, remove the ring."""
-        for f, _ in self.futures.values():
-            f.cancel()
+        for work, _, _ in self.futures.values():
+            work.cancel()
         self.futures.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.ring = None  # unmapped once no array refers to it (get's batches are copies)
         self._remove_dir()
 
 
+def _copy_out(work: Future, batches: Future, ring: np.ndarray, slot: int, spans: list[tuple[int, int]],
+              shapes: list[tuple[int, ...]]) -> None:
+    """Called when the worker is done with a step (in the pool's thread; numpy's copy lets the
+    training thread run): the step's Segments, frames copied out of the slot, or its error."""
+    if work.cancelled():
+        batches.cancel()
+        return
+    try:
+        steps = work.result()  # one dict of small arrays per request
+        frames = [np.array(ring[slot, a:b]).reshape(shape) for (a, b), shape in zip(spans, shapes)]
+        batches.set_result([Segments(obs=obs, **s) for obs, s in zip(frames, steps)])
+    except BaseException as e:  # the worker's error (or a dead worker), raised by get
+        batches.set_exception(e)
+
+
 class Slots:
     """Which slots of the ring are free. A slot is taken when its step is submitted and released
-    when the step is no longer wanted (its frames copied out, or dropped); a released slot is free
-    once its worker cannot write it any more: the future ended, or was cancelled before it started."""
+    with a future that ends when nothing reads or writes the slot any more (the step's batches:
+    made, failed, or cancelled before its worker started); a released slot is free once it has."""
 
     def __init__(self, n: int):
         self.free = list(range(n))
@@ -170,7 +197,7 @@ class Slots:
             wait([f for f, _ in self.busy], return_when=FIRST_COMPLETED)
 
     def release(self, future: Future, slot: int) -> None:
-        if future.done() or future.cancel():  # ended, or never started (and now never will)
+        if future.done():
             self.free.append(slot)
         else:
             self.busy.append((future, slot))
