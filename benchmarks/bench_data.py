@@ -6,16 +6,21 @@
    shaped as in the tiny and atari100k recipes) from: RAM (EpisodeBuffer); disk with a cold page
    cache (every file dropped from the cache before each repeat, by drop_caches when permitted,
    else posix_fadvise(DONTNEED) per file; a fresh buffer, so no open file or HDF5 chunk cache
-   either); disk with a warm page cache; and disk through the Prefetcher's worker processes.
+   either); disk with a warm page cache; and disk through the Prefetcher's worker processes
+   asked for one step after another (its throughput).
 3. A training step's time (denoiser + reward/end, forward, backward, AdamW, as train_wm does),
    tiny and atari100k models at their recipes' batch sizes, with the segments from RAM, from
    disk in the training process, and from disk prefetched by one worker; and the time the step
    waits for its segments (inside `get`), which a shared machine's noise does not blur as it
-   blurs the step's total.
+   blurs the step's total. One untimed training step first, so workers are as far ahead as in
+   any later step (the steady state of a long run).
+4. The same wait for a GPU-like step: atari100k's segments, then a fixed pause (--pauses, in ms,
+   the CPU idle as while a GPU computes), warm page cache: where a step is shorter than a worker
+   needs for a step's segments, the wait is what the workers' throughput leaves.
 
 Variants are interleaved within each repeat; medians are reported.
 
-    python benchmarks/bench_data.py                     # about 10 minutes on 2 CPU cores
+    python benchmarks/bench_data.py                     # about 20 minutes on 2 CPU cores
     python benchmarks/bench_data.py --atari-steps 0     # skip the atari100k model (slow on CPU)
 """
 
@@ -177,7 +182,7 @@ def bench_training(store: Store, paths: list[Path], name: str, repeats: int, ste
             src = (Inline(ram, 0, 0, reqs) if k == "ram" else Inline(disk, 0, 0, reqs) if k.endswith("process")
                    else Prefetcher(disk, 0, 0, reqs, rng, workers=1))
             with src:
-                src.get(base)  # a worker started and one batch through (not timed)
+                train_step(base, src)  # not timed: the worker started and a step's time ahead, as later
                 t, waited[0] = time.perf_counter(), 0.0
                 for s in range(base + 1, base + steps + 1):
                     train_step(s, src)
@@ -186,6 +191,37 @@ def bench_training(store: Store, paths: list[Path], name: str, repeats: int, ste
     r0 = median(res["ram"])
     return [[name, k, f"{B}", f"{median(v):.3f}", f"{median(v) / r0:.2f}x", f"{1000 * median(wait[k]):.2f}",
              f"{100 * median(wait[k]) / median(v):.2f}%"] for k, v in res.items()]
+
+
+def bench_paced(store: Store, paths: list[Path], name: str, pauses_ms: list[float], repeats: int, steps: int) -> list:
+    """Per step: get the segments, then sleep `pause` (a GPU-like step, the CPU idle). Returns rows
+    of ms waiting in get and ms per step, medians over repeats, per pause and source."""
+    _, reqs = requests_of(name)
+    for f in paths:  # warm page cache: a long run's steady state when the store fits in it
+        f.read_bytes()
+    ram, disk = EpisodeBuffer(store, episodes=paths), DiskEpisodeBuffer(store, episodes=paths)
+    sources = {"ram": lambda r: Inline(ram, 0, 0, reqs), "disk, in process": lambda r: Inline(disk, 0, 0, reqs),
+               "disk, 1 worker": lambda r: Prefetcher(disk, 0, 0, reqs, r, workers=1),
+               "disk, 2 workers": lambda r: Prefetcher(disk, 0, 0, reqs, r, workers=2)}
+    wait: dict[tuple, list[float]] = {}
+    total: dict[tuple, list[float]] = {}
+    for rep in range(repeats):
+        for pause in pauses_ms:
+            for k, make in sources.items():
+                base = 1000 * (rep + 1)
+                with make(range(base, base + steps + 1)) as src:
+                    src.get(base)  # not timed: workers started and a step's time ahead, as later
+                    time.sleep(pause / 1e3)
+                    waited, t = 0.0, time.perf_counter()
+                    for s in range(base + 1, base + steps + 1):
+                        t0 = time.perf_counter()
+                        src.get(s)
+                        waited += time.perf_counter() - t0
+                        time.sleep(pause / 1e3)
+                    total.setdefault((pause, k), []).append((time.perf_counter() - t) / steps)
+                    wait.setdefault((pause, k), []).append(waited / steps)
+    return [[name, f"{pause:g}", k, f"{1e3 * median(wait[pause, k]):.2f}", f"{1e3 * median(total[pause, k]):.1f}"]
+            for pause in pauses_ms for k in sources]
 
 
 def main() -> None:
@@ -197,6 +233,8 @@ def main() -> None:
     ap.add_argument("--tiny-steps", type=int, default=10)
     ap.add_argument("--atari-steps", type=int, default=2)
     ap.add_argument("--train-repeats", type=int, default=3)
+    ap.add_argument("--pauses", default="10,30,100", help="GPU-like steps: ms of pause after each get, comma-separated")
+    ap.add_argument("--paced-steps", type=int, default=30, help="steps timed per pause, source and repeat")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     import torch
@@ -223,8 +261,13 @@ def main() -> None:
         print(f"\n# a training step (denoiser + reward/end), medians of {args.train_repeats}, {torch.get_num_threads()} "
               f"torch threads")
         print_table(["recipe", "segments", "batch", "s/step", "vs RAM", "ms waiting for segments", "of the step"], train_rows)
+        pauses = [float(x) for x in args.pauses.split(",") if x]
+        paced_rows = bench_paced(store, paths, "atari100k", pauses, args.repeats, args.paced_steps) if pauses else []
+        print(f"\n# a GPU-like step: the segments, then a pause; warm page cache, {args.paced_steps} steps, medians of "
+              f"{args.repeats}")
+        print_table(["recipe", "pause ms", "segments", "ms waiting for segments", "ms/step"], paced_rows)
     finish({"machine": info, "store": {"episodes": len(paths), "frames": frames, "disk_bytes": disk},
-            "segments": rows, "cold_method": method, "training": train_rows}, args.json)
+            "segments": rows, "cold_method": method, "training": train_rows, "paced": paced_rows}, args.json)
 
 
 if __name__ == "__main__":
