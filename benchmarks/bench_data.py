@@ -258,14 +258,17 @@ def main() -> None:
         for name, steps in (("tiny", args.tiny_steps), ("atari100k", args.atari_steps)):
             if steps:
                 train_rows += bench_training(store, paths, name, args.train_repeats, steps)
-        print(f"\n# a training step (denoiser + reward/end), medians of {args.train_repeats}, {torch.get_num_threads()} "
-              f"torch threads")
-        print_table(["recipe", "segments", "batch", "s/step", "vs RAM", "ms waiting for segments", "of the step"], train_rows)
+        if train_rows:
+            print(f"\n# a training step (denoiser + reward/end), medians of {args.train_repeats}, {torch.get_num_threads()} "
+                  f"torch threads")
+            print_table(["recipe", "segments", "batch", "s/step", "vs RAM", "ms waiting for segments", "of the step"],
+                        train_rows)
         pauses = [float(x) for x in args.pauses.split(",") if x]
         paced_rows = bench_paced(store, paths, "atari100k", pauses, args.repeats, args.paced_steps) if pauses else []
-        print(f"\n# a GPU-like step: the segments, then a pause; warm page cache, {args.paced_steps} steps, medians of "
-              f"{args.repeats}")
-        print_table(["recipe", "pause ms", "segments", "ms waiting for segments", "ms/step"], paced_rows)
+        if paced_rows:
+            print(f"\n# a GPU-like step: the segments, then a pause; warm page cache, {args.paced_steps} steps, "
+                  f"medians of {args.repeats}")
+            print_table(["recipe", "pause ms", "segments", "ms waiting for segments", "ms/step"], paced_rows)
     finish({"machine": info, "store": {"episodes": len(paths), "frames": frames, "disk_bytes": disk},
             "segments": rows, "cold_method": method, "training": train_rows, "paced": paced_rows}, args.json)
 

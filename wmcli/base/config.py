@@ -324,12 +324,14 @@ class TrainWMConfig:
     ram_budget_gb: float | None = None
     """With data auto: the most memory (GB, 1e9 bytes) the episodes' frames may take in RAM; null:
     half the memory available when training starts (MemAvailable), shared among a node's ranks."""
-    data_workers: int = 0
-    """On the disk path: processes that read and assemble upcoming batches ahead of the training
-    step; 0 (the default): read in the training process itself. Measured on 2 CPU cores, 2 workers
-    were slower than none (58 against 21 ms a step: the batches travel pickled through a pipe), and
-    21 ms is small beside a CPU training step (docs/performance.md); on a GPU, where a step is
-    tens of ms, try 2-4."""
+    data_workers: int = 1
+    """On the disk path: processes that read upcoming steps' segments ahead of the training step,
+    the frames handed over through shared memory (/dev/shm); 0: read in the training process.
+    Measured on 2 busy CPU cores (docs/performance.md), with 1 worker an atari100k step waited
+    ~0 ms for its segments beside a CPU training step, 1.7 ms beside a 30 ms GPU-like step and
+    15 ms beside a 10 ms one, against 26-51 ms reading them in process. A worker reads a step's
+    segments in ~25 ms: for shorter steps give it company (2-4) where cores are free. Ignored on
+    the RAM path."""
     seed: int = 0
     """Seed of the model initialisation and of every batch and noise draw."""
 
@@ -388,8 +390,8 @@ class DistillConfig:
     """Where the context windows are read from: "ram", "disk" or "auto", as train_wm.data."""
     ram_budget_gb: float | None = None
     """With data auto: as train_wm.ram_budget_gb."""
-    data_workers: int = 0
-    """On the disk path: processes reading batches ahead, as train_wm.data_workers."""
+    data_workers: int = 1
+    """On the disk path: processes reading batches ahead, as train_wm.data_workers (0: in process)."""
     seed: int = 0
     """Seed of every batch and noise draw."""
 

@@ -9,8 +9,8 @@ gzip decoding overlap the training step; results are keyed by step, so they do n
 which worker finished first.
 
 The frames do not travel back through the pool's pipe: for an atari100k step's 10 MB, pickling,
-the pipe and unpickling made a worker take ~75 ms a step where reading takes ~25 (2 cores), so
-one worker fell behind any step shorter than that. The requests fix every shape, so the
+the pipe and unpickling made one worker deliver a step every ~50 ms where reading takes ~25 (2
+busy cores, docs/performance.md), so it fell behind steps shorter than that. The requests fix every shape, so the
 Prefetcher maps a ring of `depth + 1` slots of one step's frames each (a file in a private
 directory under /dev/shm, i.e. RAM, or under tempfile's directory when /dev/shm is missing or
 full; its blocks reserved at start, so a full tmpfs fails there and not with SIGBUS mid-run). A
