@@ -329,7 +329,7 @@ class TrainWMConfig:
     the frames handed over through shared memory (/dev/shm); 0: read in the training process.
     Measured on 2 busy CPU cores (docs/performance.md), with 1 worker an atari100k step waited
     ~0 ms for its segments beside a CPU training step, 1.7 ms beside a 30 ms GPU-like step and
-    15 ms beside a 10 ms one, against 26-51 ms reading them in process. A worker reads a step's
+    14 ms beside a 10 ms one, against 23-51 ms reading them in process. A worker reads a step's
     segments in ~25 ms: for shorter steps give it company (2-4) where cores are free. Ignored on
     the RAM path."""
     seed: int = 0
