@@ -111,11 +111,19 @@ def test_keys_file_format():
     cmds = parse_keys(text)
     assert cmds == [
         KeyCommand("frame", 1, ("RIGHT", "FIRE")), KeyCommand("frame", 2, ()),
-        KeyCommand("frame", 3, ("UP", "RIGHT"), repeat=3), KeyCommand("frame", 4, ()),
+        KeyCommand("frame", 3, ("UP", "RIGHT"), repeat=3),  # line 4, only a comment, dreams nothing
         KeyCommand("restart", 5), KeyCommand("steps", 6, value=2), KeyCommand("hand", 7),
         KeyCommand("frame", 8, ("FIRE",)),
     ]
-    assert frames_of(cmds) == 7
+    assert frames_of(cmds) == 6
+
+
+def test_the_keys_file_of_the_docs_parses():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "play.md").read_text()
+    block = doc.split("# demo.keys", 1)[1].split("```", 1)[0]
+    cmds = parse_keys("# demo.keys" + block)
+    assert [c.kind for c in cmds] == ["frame"] * 5 + ["restart", "steps", "hand", "frame"]
+    assert frames_of(cmds) == 1 + 1 + 10 + 1 + 1 + 20
     assert set(BUTTONS) == {"UP", "DOWN", "LEFT", "RIGHT", "FIRE"}
 
 

@@ -143,12 +143,14 @@ def parse_keys(text: str, source: str = "keys file") -> list[KeyCommand]:
         r               restart from a fresh real context (also: restart); dreams no frame
         steps 3         denoising steps per frame from here on; dreams no frame
         tab             hand control between the agent and the keys (with --agent); no frame
-        # a comment     (also after a line's keys)
+        # a comment     a line of only a comment dreams nothing; after keys, it is ignored
 
     Names are case-insensitive. A name that is not a key, an action name or a control word is
     refused with its line number and what is known."""
     commands = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.lstrip().startswith("#"):
+            continue
         words = raw.split("#", 1)[0].split()
         where = f"{source} line {number}"
         if words and words[0].lower() in ("r", "restart", "tab", "steps"):
