@@ -438,6 +438,19 @@ def test_an_imported_diamond_model_plays_with_its_agent(tmp_path):
     assert res["frames"] == 3 and res["by"] == {"agent": 2, "you": 1} and res["game"] == "Breakout"
 
 
+def test_a_distilled_student_plays_with_its_own_one_step_sampler(micro_wm, tmp_path):
+    from wmcli.base.runtime import make_runtime
+    from wmcli.training.distill import distill_world_model
+
+    student = tmp_path / "wm1.pt"
+    distill_world_model(micro_wm, student, make_runtime("cpu"), steps=1,
+                        overrides=["distill.batch_size=2", "distill.val_batches=1", "distill.val_every=1000"])
+    keys = tmp_path / "keys.txt"
+    keys.write_text("RIGHT *2\n")
+    res = play(student, _fp32(headless=True, keys=keys, output=tmp_path / "s.png", seed=0))
+    assert res["sampler"]["num_steps"] == 1 and res["frames"] == 2  # from its recipe, without --steps
+
+
 def test_a_session_is_usable_without_the_cli(micro_wm, breakout_store):
     from wmcli.world.world_model import load_world_model
 
