@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--recipe", default="minatar")
     ap.add_argument("--policies", default="wmcli,fixed", help=f"comma-separated, of {', '.join(POLICIES)}")
+    ap.add_argument("--beside", choices=("wmcli", "spinner"), default="wmcli",
+                    help="what runs beside the training: a second one, or a busy non-wmcli process")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -79,22 +81,33 @@ def main() -> None:
         for policy in order:
             t = time.perf_counter()
             rates[policy]["alone"].append(_rate(_start(store, work / "a.pt", args.steps, args.recipe, policy)))
-            pair = [_start(store, work / f"p{i}.pt", args.steps, args.recipe, policy) for i in range(2)]
-            got = [_rate(p) for p in pair]
+            if args.beside == "spinner":
+                spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                try:
+                    time.sleep(6)  # past the load average's first look and wmcli's first measurement window
+                    got = [_rate(_start(store, work / "p0.pt", args.steps, args.recipe, policy))]
+                finally:
+                    spin.kill()
+                    spin.wait()
+            else:
+                pair = [_start(store, work / f"p{i}.pt", args.steps, args.recipe, policy) for i in range(2)]
+                got = [_rate(p) for p in pair]
             rates[policy]["pair"].append(sum(got))
-            print(f"round {r + 1} {policy}: alone {rates[policy]['alone'][-1]:.2f} steps/s, two at once "
-                  f"{got[0]:.2f} + {got[1]:.2f} steps/s ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+            print(f"round {r + 1} {policy}: alone {rates[policy]['alone'][-1]:.2f} steps/s, beside {args.beside}: "
+                  f"{' + '.join(f'{g:.2f}' for g in got)} steps/s ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
     rows = []
     for policy, x in rates.items():
         alone, pair = statistics.median(x["alone"]), statistics.median(x["pair"])
         rows.append({"policy": policy, "alone_steps_per_s": alone, "pair_total_steps_per_s": pair,
                      "pair_share_of_alone": pair / alone, "raw": x})
-    result = {**machine_info(), "recipe": args.recipe, "steps": args.steps, "rounds": args.rounds, "rows": rows}
+    result = {**machine_info(), "recipe": args.recipe, "steps": args.steps, "rounds": args.rounds, "beside": args.beside,
+              "rows": rows}
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"{result['date_utc']}  {result['cpu_model']}  {result['cpu_cores']} cores  {result['command']}")
-    print(f"{'policy':<9} {'alone steps/s':>14} {'two at once, total':>19} {'share of alone':>15}")
+    beside = "two at once, total" if args.beside == "wmcli" else "beside a spinner"
+    print(f"{'policy':<9} {'alone steps/s':>14} {beside:>19} {'share of alone':>15}")
     for r in rows:
         print(f"{r['policy']:<9} {r['alone_steps_per_s']:14.2f} {r['pair_total_steps_per_s']:19.2f} "
               f"{100 * r['pair_share_of_alone']:14.0f}%")

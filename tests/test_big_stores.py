@@ -162,8 +162,11 @@ print("closed", pre.dir.exists(), flush=True)
 def test_the_ring_goes_with_the_training_process(store, how):
     """Ctrl-C (to the process group, as a terminal sends it): the workers ignore it, the loop stops and
     close() removes the ring. SIGKILL of the training process: its workers remove the ring and exit."""
+    # SIGINT back to its default in the child: a suite started in the background by a shell
+    # without job control (`.ci/run &`) inherits it ignored, and Python then never raises
+    # KeyboardInterrupt (the training loops install their own handler; this script relies on Python's).
     p = subprocess.Popen([sys.executable, "-c", TRAINING, str(store.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         ring = Path(p.stdout.readline().strip())
         assert ring.is_dir(), p.stderr.read()

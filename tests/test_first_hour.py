@@ -4,6 +4,8 @@ texts list what exists."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -70,8 +72,9 @@ def test_a_checkpoint_whose_weights_do_not_fit(micro_wm, tmp_path):
 def test_recipe_help_lists_the_recipes_that_exist(command):
     r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
+    text = re.sub(r"-\n\s*", "-", r.stdout)  # a name wrapped at its hyphen (video-\n atari) is still there
     for name in list_recipes():
-        assert name in r.stdout
+        assert name in text
 
 
 def test_eval_of_a_world_model_on_another_games_store(micro_wm, tmp_path):

@@ -80,7 +80,7 @@ def test_wmcli_processes_share_the_cores(tmp_path):
 
     before = torch.get_num_threads()
     try:
-        share = CoreShare(tmp_path, every=0.0)
+        share = CoreShare(tmp_path, every=0.0, other_load=lambda: 0.0)  # nothing else running
         share.cores = 4  # as on a 4-core machine, whatever this one has
         assert share.adjust(force=True) == 4  # alone: every core
         other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -94,6 +94,32 @@ def test_wmcli_processes_share_the_cores(tmp_path):
         share.leave()
         assert not list(tmp_path.iterdir())
     finally:
+        torch.set_num_threads(before)
+
+
+def test_cores_busy_with_other_programs_are_left_to_them(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from wmcli.base.cores import CoreShare, OtherLoad
+
+    before = torch.get_num_threads()
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # not a wmcli process: it does not register
+    try:
+        load = OtherLoad()
+        time.sleep(1.5)
+        assert load() >= 0.7  # the spinner's core (and whatever else runs here)
+        assert load() is None  # too soon after the last look
+        share = CoreShare(tmp_path, every=0.0, other_load=lambda: 1.0)
+        share.cores = 4
+        assert share.adjust(force=True) == 3  # alone among wmcli processes, one core busy elsewhere
+        share.cores = 2
+        assert share.adjust(force=True) == 1
+        share.leave()
+    finally:
+        spin.kill()
+        spin.wait()
         torch.set_num_threads(before)
 
 
