@@ -143,6 +143,15 @@ def count_flops(fn) -> int:
     return fc.get_total_flops()
 
 
+def return_stats(returns) -> dict:
+    """Mean, standard deviation, standard error and count of episode returns."""
+    import numpy as np
+
+    r = np.array(returns, dtype=float)
+    return {"mean": float(r.mean()), "std": float(r.std(ddof=1)), "sem": float(r.std(ddof=1) / len(r) ** 0.5),
+            "episodes": len(r)}
+
+
 def median(xs) -> float:
     return float(statistics.median(xs))
 

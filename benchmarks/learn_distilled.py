@@ -24,13 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import CpuMeter, finish, machine_info, print_machine, print_table  # noqa: E402
-
-
-def stats(returns: list[float]) -> dict:
-    r = np.array(returns, dtype=float)
-    return {"mean": float(r.mean()), "std": float(r.std(ddof=1)), "sem": float(r.std(ddof=1) / math.sqrt(len(r))),
-            "episodes": len(r)}
+from _common import CpuMeter, finish, machine_info, print_machine, print_table, return_stats  # noqa: E402
 
 
 def main() -> None:
@@ -101,7 +95,7 @@ def main() -> None:
         policy = None if name == "random" else AgentPolicy(load_agent(d / f"agent-{name}.pt"),
                                                            np.random.default_rng(args.eval_seed))
         r = evaluate_policy(spec, policy, args.episodes, num_envs=4, seed=args.eval_seed)
-        results[name] = stats([e["return"] for e in r["per_episode"]])
+        results[name] = return_stats([e["return"] for e in r["per_episode"]])
     diff = results["student"]["mean"] - results["teacher"]["mean"]
     se = math.hypot(results["student"]["sem"], results["teacher"]["sem"])
     rows = [[f"agent in the {k}'s dreams" if k != "random" else "random policy", f"{v['mean']:.2f}", f"{v['sem']:.2f}",

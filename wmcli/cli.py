@@ -516,6 +516,14 @@ def imagine(
     sampler: Annotated[
         Optional[str], typer.Option(help="euler or heun (EDM models), ddim or ddpm (DDPM models) (default: the recipe's).")
     ] = None,
+    video_schedule: Annotated[
+        Optional[str], typer.Option(help="A video world model's schedule: joint or staggered (default: the recipe's; "
+                                         "docs/video_model.md).")
+    ] = None,
+    evals_per_frame: Annotated[
+        Optional[float], typer.Option(help="A video world model's staggered schedule: network evaluations per imagined "
+                                           "frame, 1, 2, 3 or 0.5 ... (default: the recipe's).")
+    ] = None,
     policy: Annotated[str, typer.Option(help="Who picks the actions: random, or an agent checkpoint (as --agent).")] = "random",
     agent: Annotated[
         Optional[Path], typer.Option(help="Agent checkpoint (wmcli train-agent -o) that picks the actions, its LSTM "
@@ -560,7 +568,8 @@ def imagine(
         from wmcli.outputs.imagine import ImagineConfig
         from wmcli.outputs.imagine import imagine as run_imagine
 
-        cfg = ImagineConfig(horizon=horizon, denoising_steps=steps, sampler=sampler, seed=seed, batch=batch,
+        cfg = ImagineConfig(horizon=horizon, denoising_steps=steps, sampler=sampler, video_schedule=video_schedule,
+                            evals_per_frame=evals_per_frame, seed=seed, batch=batch,
                             agent=agent, policy=policy, actions=actions, store=store, episode=episode, start=start,
                             compare=compare, scale=scale, fps=fps, show_denoising=show_denoising, device=device,
                             threads=threads)

@@ -136,8 +136,37 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
+class VideoConfig:
+    """The video denoiser (wmcli.models.video_denoiser): several future frames denoised jointly;
+    the `denoiser.video` section, read when denoiser.kind is "video" (docs/video_model.md)."""
+
+    window: int = 4
+    """Future frames the model denoises together (its largest window; training stages may use
+    shorter ones, train_wm.video.stages)."""
+    temporal_attn: tuple[bool, ...] = (False, True, True)
+    """Attention across the frames of the window after the blocks of each U-Net level (one entry
+    per level of unet.channels); the middle blocks always have it."""
+    causal: bool = True
+    """Temporal attention lets a frame see only itself and the frames before it (false: all frames)."""
+    per_frame_noise: bool = True
+    """Training draws a noise level per frame (diffusion forcing, Chen et al., 2024), so one model
+    serves joint, staggered and frame-by-frame sampling; false: one level per window (joint only)."""
+    unknown_action_prob: float = 0.25
+    """Training hides the actions of a window's later frames (from a random frame on) with this
+    probability, as the staggered sampler must when an agent has not chosen them yet; 0: never."""
+
+    def __post_init__(self):
+        _at_least(self, 1, "window")
+        _probability(self, "unknown_action_prob")
+
+
+@dataclass(frozen=True)
 class DenoiserConfig:
     """The next-frame denoiser (wmcli.models.denoiser); the `denoiser` section."""
+
+    kind: str = "frame"
+    """"frame": DIAMOND's, one next frame at a time; "video": a space-time model that denoises a
+    window of future frames jointly (wmcli.models.video_denoiser, `denoiser.video`; EDM only)."""
 
     formulation: str = "edm"
     """"edm" (DIAMOND's) or "ddpm" (epsilon prediction)."""
@@ -165,9 +194,16 @@ class DenoiserConfig:
     action_emb_dim: int = 64
     """Width of each action's embedding; the n embeddings are flattened into cond (DIAMOND: 64)."""
     unet: UNetConfig = field(default_factory=UNetConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
     def __post_init__(self):
+        _check(self, "kind", self.kind in ("frame", "video"), "must be 'frame' or 'video'")
         _check(self, "formulation", self.formulation in ("edm", "ddpm"), "must be 'edm' or 'ddpm'")
+        if self.kind == "video":
+            _check(self, "formulation", self.formulation == "edm", "must be 'edm' for a video denoiser (kind: video)")
+            if len(self.video.temporal_attn) != len(self.unet.channels):
+                raise ConfigValueError("video.temporal_attn", list(self.video.temporal_attn),
+                                       f"needs one entry per level of denoiser.unet.channels ({len(self.unet.channels)})")
         _check(self, "ddpm_beta_schedule", self.ddpm_beta_schedule in ("linear", "cosine"),
                "must be 'linear' or 'cosine'")
         _at_least(self, 1, "num_context", "action_emb_dim")
@@ -211,9 +247,22 @@ class SamplerConfig:
     """How each denoised estimate is put on the 256 levels of an 8-bit frame: "round" (the nearest
     level) or "truncate" (DIAMOND's `.byte()`: the level below, about half a level darker on
     average; the atari100k recipe and imported DIAMOND models use it, to dream as DIAMOND does)."""
+    video_schedule: str = "staggered"
+    """Video denoisers only: "joint" (the whole window through the num_steps schedule together,
+    then its frames one by one) or "staggered" (frames enter the window evals_per_frame network
+    evaluations apart and leave it clean one by one: diffusion forcing's pyramid, Horizon
+    Imagination's sub-frame budgets) (docs/video_model.md)."""
+    evals_per_frame: float = 1.0
+    """Staggered schedule: network evaluations per imagined frame once the window is full, an
+    integer (1, 2, 3: num_steps makes it frame by frame) or a fraction 1/m (0.5: two frames leave
+    each evaluation). The window holds m * ceil(num_steps / evals) frames, at most denoiser.video.window."""
 
     def __post_init__(self):
         _check(self, "name", self.name in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}")
+        _check(self, "video_schedule", self.video_schedule in ("joint", "staggered"), "must be 'joint' or 'staggered'")
+        e = self.evals_per_frame
+        _check(self, "evals_per_frame", e > 0 and (float(e).is_integer() or float(1 / e).is_integer()),
+               "must be a whole number (1, 2, 3) or one over one (0.5, 0.25)")
         _check(self, "start_noise", self.start_noise in ("sigma_max", "unit"), "must be 'sigma_max' or 'unit'")
         _check(self, "quantize", self.quantize in ("round", "truncate"), "must be 'round' or 'truncate'")
         _at_least(self, 1, "num_steps")
@@ -270,6 +319,41 @@ class ActorCriticConfig:
 
 
 # ---- training --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoStage:
+    """One stage of a video model's training (an entry of train_wm.video.stages)."""
+
+    steps: int
+    """Training steps of this stage (the last stage runs on to train_wm.steps)."""
+    window: int
+    """Future frames per training window in this stage (at most denoiser.video.window)."""
+    still_fraction: float = 1.0
+    """Curriculum: each batch keeps the stillest this-fraction of the segments drawn (by mean absolute
+    frame difference), so a stage at 0.25 trains on still scenes; 1.0: every segment drawn."""
+
+    def __post_init__(self):
+        _at_least(self, 1, "steps", "window")
+        _check(self, "still_fraction", 0.0 < self.still_fraction <= 1.0, "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class VideoTrainConfig:
+    """How a video denoiser is trained (kind: video); the `train_wm.video` section (docs/video_model.md)."""
+
+    stages: tuple[VideoStage, ...] = ()
+    """Growing windows and a still-to-fast curriculum: a list of {steps, window, still_fraction};
+    empty: windows of denoiser.video.window, every segment, throughout."""
+    rew_end_weight: float = 0.1
+    """Joint loss: weight of the reward/end model's loss on the denoiser's estimates of the window
+    (its gradient reaches the denoiser; the reward/end model keeps its own step); 0: off."""
+    action_weight: float = 0.05
+    """Joint loss: weight of the action-consistency term, the inverse-dynamics head recovering each
+    action from consecutive denoised frames (cross-entropy); 0: off."""
+
+    def __post_init__(self):
+        _at_least(self, 0, "rew_end_weight", "action_weight")
 
 
 @dataclass(frozen=True)
@@ -334,6 +418,7 @@ class TrainWMConfig:
     the RAM path."""
     seed: int = 0
     """Seed of the model initialisation and of every batch and noise draw."""
+    video: VideoTrainConfig = field(default_factory=VideoTrainConfig)
 
     def __post_init__(self):
         _at_least(self, 1, "steps", "batch_size", "rew_end_batch_size", "rew_end_seq_len", "val_batches",
@@ -522,6 +607,21 @@ class RunConfig:
             _at_least(self, 0, "final_epochs")
 
 
+def video_cadence(cfg: SamplerConfig, window: int) -> tuple[int, int]:
+    """(m, s): a video sampler's frames enter its window m at a time every s network evaluations
+    (joint: the whole window every num_steps; staggered: evals_per_frame = s / m)."""
+    if cfg.video_schedule == "joint":
+        return window, cfg.num_steps
+    e = cfg.evals_per_frame
+    return (1, int(e)) if e >= 1 else (round(1 / e), 1)
+
+
+def video_window_frames(cfg: SamplerConfig, window: int) -> int:
+    """Frames a video sampler keeps in flight: m * ceil(num_steps / s) (video_cadence)."""
+    m, s = video_cadence(cfg, window)
+    return m * -(-cfg.num_steps // s)
+
+
 # ---- the whole recipe ------------------------------------------------------------------------------
 
 
@@ -552,6 +652,21 @@ class Recipe:
         if size // 2 ** len(self.actor_critic.channels) < 1:
             raise ConfigValueError("actor_critic.channels", list(self.actor_critic.channels),
                                    f"has too many levels for {size}x{size} frames (each halves them)")
+        if self.denoiser.kind == "video":
+            if self.run.distill:
+                raise ConfigValueError("run.distill", True, "distils DIAMOND's frame-by-frame denoiser; a video world model "
+                                       "(denoiser.kind: video) gets faster through sampler.evals_per_frame instead")
+            k = self.denoiser.video.window
+            for i, stage in enumerate(self.train_wm.video.stages):
+                if stage.window > k:
+                    raise ConfigValueError(f"train_wm.video.stages[{i}].window", stage.window,
+                                           f"exceeds the model's window (denoiser.video.window = {k})")
+            if self.sampler.video_schedule == "staggered":
+                need = video_window_frames(self.sampler, k)
+                if need > k:
+                    raise ConfigValueError("sampler.evals_per_frame", self.sampler.evals_per_frame,
+                                           f"keeps {need} frames in flight with num_steps {self.sampler.num_steps}, more than "
+                                           f"denoiser.video.window ({k}); use at least {self.sampler.num_steps / k:g}")
         if SAMPLERS[self.sampler.name] != self.denoiser.formulation:
             fits = [s for s, f in SAMPLERS.items() if f == self.denoiser.formulation]
             raise ConfigValueError("sampler.name", self.sampler.name,

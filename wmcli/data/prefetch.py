@@ -241,6 +241,37 @@ def batches_for(buf: EpisodeBuffer, seed: int, rank: int, requests: Sequence[Seg
     return Inline(buf, seed, rank, requests)
 
 
+class Staged:
+    """Batches for a loop whose requests change at stage boundaries (a video model's growing
+    windows): stages are (steps, requests) pairs; each stage's `batches_for` opens when the loop
+    reaches its first step and closes when it leaves. Draws depend on (seed, rank, step) alone,
+    so a resumed run sees the batches a straight one would."""
+
+    def __init__(self, buf: EpisodeBuffer, seed: int, rank: int, stages: Sequence[tuple[range, Sequence[SegmentRequest]]],
+                 workers: int):
+        self.buf, self.seed, self.rank, self.stages, self.workers = buf, seed, rank, list(stages), workers
+        self.current: tuple[range, Inline] | None = None
+
+    def get(self, step: int) -> list[Segments]:
+        if self.current is None or step not in self.current[0]:
+            self.close()
+            steps, requests = next((r, q) for r, q in self.stages if step in r)
+            ahead = range(step, steps.stop)
+            self.current = (ahead, batches_for(self.buf, self.seed, self.rank, requests, ahead, self.workers))
+        return self.current[1].get(step)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current[1].close()
+            self.current = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 # ---- in the worker process ---------------------------------------------------------------------
 
 _worker: dict = {}

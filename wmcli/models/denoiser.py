@@ -36,7 +36,26 @@ def ddpm_alphas_cumprod(T: int, schedule: str) -> Tensor:
     return torch.cumprod(1 - betas, dim=0)
 
 
+def edm_scalings(sigma: Tensor, cfg: DenoiserConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """c_skip, c_out, c_in, c_noise for noise levels sigma (any shape), each of sigma's shape."""
+    sd = cfg.sigma_data
+    s = (sigma**2 + cfg.sigma_offset_noise**2).sqrt()  # sigma' (offset noise included)
+    c_skip = sd**2 / (s**2 + sd**2)
+    c_out = s * sd / (s**2 + sd**2).sqrt()
+    c_in = 1 / (s**2 + sd**2).sqrt()
+    c_noise = s.log() / 4
+    return c_skip, c_out, c_in, c_noise
+
+
+def train_sigmas(cfg: DenoiserConfig, shape, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """EDM training noise levels of `shape`: ln sigma ~ N(loc, scale^2), clipped."""
+    z = torch.randn(shape, generator=generator, device=device)
+    return (cfg.train_sigma_loc + cfg.train_sigma_scale * z).exp().clamp(cfg.train_sigma_min, cfg.train_sigma_max)
+
+
 class Denoiser(nn.Module):
+    kind = "frame"
+
     def __init__(self, cfg: DenoiserConfig, num_actions: int, img_channels: int = 3):
         super().__init__()
         self.cfg = cfg
@@ -68,19 +87,11 @@ class Denoiser(nn.Module):
 
     def edm_scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """c_skip, c_out, c_in, c_noise for noise levels sigma (B,), each (B,)."""
-        sd = self.cfg.sigma_data
-        s = (sigma**2 + self.cfg.sigma_offset_noise**2).sqrt()  # sigma' (offset noise included)
-        c_skip = sd**2 / (s**2 + sd**2)
-        c_out = s * sd / (s**2 + sd**2).sqrt()
-        c_in = 1 / (s**2 + sd**2).sqrt()
-        c_noise = s.log() / 4
-        return c_skip, c_out, c_in, c_noise
+        return edm_scalings(sigma, self.cfg)
 
     def sample_train_sigma(self, batch_size: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         """EDM training noise levels: ln sigma ~ N(loc, scale^2), clipped."""
-        c = self.cfg
-        z = torch.randn(batch_size, generator=generator, device=device)
-        return (c.train_sigma_loc + c.train_sigma_scale * z).exp().clamp(c.train_sigma_min, c.train_sigma_max)
+        return train_sigmas(self.cfg, (batch_size,), generator, device)
 
     def denoise(self, x: Tensor, sigma: Tensor, obs: Tensor, act: Tensor) -> Tensor:
         """D(x; sigma): the EDM estimate of the clean frame from x at noise level sigma (B,)."""

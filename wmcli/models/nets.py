@@ -117,6 +117,53 @@ class ResBlock(nn.Module):
         return self.attn(self.skip(x) + h)
 
 
+def frame_positions(frames: int, channels: int, device) -> Tensor:
+    """Sinusoidal encodings (frames, channels) of the positions 0 .. frames - 1 in a window
+    (Vaswani et al., 2017), so temporal attention knows the order of its frames at any length."""
+    half = channels // 2
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half, 1))
+    angle = torch.arange(frames, device=device, dtype=torch.float32)[:, None] * freq[None]
+    enc = torch.cat([angle.sin(), angle.cos()], dim=1)
+    return F.pad(enc, (0, channels - enc.shape[1]))
+
+
+class TemporalAttention(nn.Module):
+    """Multi-head self-attention across the frames of a window at each pixel: (B * T, C, H, W) in,
+    the same out; every position attends to itself in the other frames (causal: the earlier ones).
+    Pre-norm and a residual, output projection at zero, so a fresh block passes its input through
+    and a fresh video model starts as the per-frame model."""
+
+    def __init__(self, channels: int, head_dim: int, causal: bool):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.causal = causal
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = _zero(nn.Linear(channels, channels))
+
+    def forward(self, x: Tensor, frames: int) -> Tensor:
+        BT, C, H, W = x.shape
+        B = BT // frames
+        tokens = x.view(B, frames, C, H * W).permute(0, 3, 1, 2).reshape(B * H * W, frames, C)
+        h = self.norm(tokens) + frame_positions(frames, C, x.device).to(tokens.dtype)
+        q, k, v = self.qkv(h).view(B * H * W, frames, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # (BHW, heads, T, d)
+        y = self.out(y.transpose(1, 2).reshape(B * H * W, frames, C))
+        return x + y.view(B, H * W, frames, C).permute(0, 2, 3, 1).reshape(BT, C, H, W)
+
+
+class SpaceTimeBlock(nn.Module):
+    """A residual block inside each frame, then attention across the frames of the window."""
+
+    def __init__(self, block: ResBlock, temporal: TemporalAttention):
+        super().__init__()
+        self.block = block
+        self.temporal = temporal
+
+    def forward(self, x: Tensor, cond: Tensor, frames: int) -> Tensor:
+        return self.temporal(self.block(x, cond), frames)
+
+
 def downsample(channels: int) -> nn.Conv2d:
     """A stride-2 3x3 conv halving H and W, orthogonally initialised (DIAMOND's Downsample)."""
     conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
@@ -131,12 +178,25 @@ class UNet(nn.Module):
     and downsampler's output on the way down feed one block each on the way up. On the way up,
     level i has depths[i] + 1 blocks; the last one brings the channels to those of level i - 1
     (DIAMOND's layout), then a nearest x2 upsampling and a 3x3 conv lead into level i - 1.
+
+    temporal (one flag per level; the video denoiser): the input is a batch of windows, (B * T,
+    in_channels, H, W) frame after frame, and the blocks of the flagged levels and of the middle
+    are followed by attention across each window's T frames (SpaceTimeBlock); forward's `frames`
+    gives T. Without it the network is DIAMOND's, module for module.
     """
 
-    def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int):
+    def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int,
+                 temporal: tuple[bool, ...] | None = None, causal: bool = True):
         super().__init__()
         self.cfg = cfg
         ch, cc, hd = cfg.channels, cfg.cond_channels, cfg.attn_head_dim
+
+        def block(in_c: int, out_c: int, attn: bool, level: int | None) -> nn.Module:
+            b = ResBlock(in_c, out_c, cc, attn, hd)
+            if temporal is None or (level is not None and not temporal[level]):
+                return b
+            return SpaceTimeBlock(b, TemporalAttention(out_c, hd, causal))
+
         self.conv_in = nn.Conv2d(in_channels, ch[0], 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -145,7 +205,7 @@ class UNet(nn.Module):
         for i, (out_c, depth, attn) in enumerate(zip(ch, cfg.depths, cfg.attn_depths)):
             level = nn.ModuleList()
             for _ in range(depth):
-                level.append(ResBlock(c, out_c, cc, attn, hd))
+                level.append(block(c, out_c, attn, i))
                 c = out_c
                 skip_c.append(c)
             if i < len(ch) - 1:
@@ -153,14 +213,14 @@ class UNet(nn.Module):
                 skip_c.append(c)
             self.down.append(level)
 
-        self.mid = nn.ModuleList([ResBlock(c, c, cc, True, hd), ResBlock(c, c, cc, True, hd)])
+        self.mid = nn.ModuleList([block(c, c, True, None), block(c, c, True, None)])
 
         self.up = nn.ModuleList()
         for i in reversed(range(len(ch))):
             level = nn.ModuleList()
             for j in range(cfg.depths[i] + 1):
                 out_c = ch[max(i - 1, 0)] if j == cfg.depths[i] else ch[i]
-                level.append(ResBlock(c + skip_c.pop(), out_c, cc, cfg.attn_depths[i], hd))
+                level.append(block(c + skip_c.pop(), out_c, cfg.attn_depths[i], i))
                 c = out_c
             if i > 0:
                 level.append(nn.Conv2d(c, c, 3, padding=1))  # after nearest x2 upsampling
@@ -170,24 +230,25 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(c, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)  # DIAMOND: the weight only
 
-    def _block(self, block: ResBlock, x: Tensor, cond: Tensor) -> Tensor:
+    def _block(self, block: nn.Module, x: Tensor, cond: Tensor, frames: int) -> Tensor:
+        args = (x, cond, frames) if isinstance(block, SpaceTimeBlock) else (x, cond)
         if self.cfg.grad_checkpointing and self.training:
-            return torch.utils.checkpoint.checkpoint(block, x, cond, use_reentrant=False)
-        return block(x, cond)
+            return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, frames: int = 1) -> Tensor:
         x = self.conv_in(x)
         skips = [x]
         for level in self.down:
             for m in level:
-                x = self._block(m, x, cond) if isinstance(m, ResBlock) else m(x)
+                x = self._block(m, x, cond, frames) if isinstance(m, (ResBlock, SpaceTimeBlock)) else m(x)
                 skips.append(x)
         for block in self.mid:
-            x = self._block(block, x, cond)
+            x = self._block(block, x, cond, frames)
         for level in self.up:
             for m in level:
-                if isinstance(m, ResBlock):
-                    x = self._block(m, torch.cat([x, skips.pop()], dim=1), cond)
+                if isinstance(m, (ResBlock, SpaceTimeBlock)):
+                    x = self._block(m, torch.cat([x, skips.pop()], dim=1), cond, frames)
                 else:
                     x = m(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(x)))

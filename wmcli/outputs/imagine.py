@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from wmcli.base.atomic import atomic_path, check_writable
-from wmcli.base.config import SAMPLERS, SamplerConfig
+from wmcli.base.config import SAMPLERS, ConfigValueError, SamplerConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float, to_uint8
 from wmcli.base.metrics import psnr_of_mse
@@ -36,6 +36,7 @@ from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
 from wmcli.data.store import Store
 from wmcli.models.sampler import check_compatible
+from wmcli.models.video_sampler import timing
 from wmcli.outputs.video import Y4MWriter, default_scale, grid_of, side_by_side, upscale, write_frames, write_grid
 from wmcli.world.agent import AgentPolicy, load_agent
 from wmcli.world.world_model import WorldModel, dream_frames, load_world_model
@@ -54,6 +55,10 @@ class ImagineConfig:
     """Sampler steps per imagined frame (--steps, alias --denoising-steps); None: the recipe's sampler.num_steps."""
     sampler: str | None = None
     """euler, heun (EDM models), ddim, ddpm (DDPM models); None: the recipe's."""
+    video_schedule: str | None = None
+    """A video world model's schedule (--video-schedule): joint or staggered; None: the recipe's."""
+    evals_per_frame: float | None = None
+    """A video world model's staggered schedule (--evals-per-frame): 1, 2, 3 or 0.5 ...; None: the recipe's."""
     seed: int | None = None
     """Seeds the sampler's noise, the policy and the game resets (rollout i resets with seed + i);
     None: drawn, and recorded in the result."""
@@ -228,7 +233,9 @@ def dream(denoiser, ctx: Context, horizon: int, cfg: SamplerConfig, generator: t
     estimates: list[torch.Tensor] = []
     callback = (lambda i, x0: estimates.append(x0[0].float())) if keep_denoising else None
     frames, taken, denoising = [], [], []
-    steps = dream_frames(denoiser, obs, past_act, cfg, horizon, next_act, generator, autocast, callback)
+    # Fixed actions are known ahead: a video model conditions its frames in flight on them.
+    ahead = torch.from_numpy(np.asarray(actions[:, 1:], dtype=np.int64)).to(device) if actions is not None else None
+    steps = dream_frames(denoiser, obs, past_act, cfg, horizon, next_act, generator, autocast, callback, ahead)
     for t, (a, nxt) in enumerate(steps):
         frame = to_uint8(nxt).cpu().numpy()  # (B, H, W, 3)
         frames.append(frame)
@@ -380,7 +387,9 @@ def imagine(checkpoint: str | Path, output: str, cfg: ImagineConfig, stream: Bin
         "checkpoint": str(checkpoint), "game": spec.name, "output": written if len(written) > 1 else written[0],
         "batch": B, "context_frames": n, "imagined_frames": horizon, "frames": n + horizon,
         "frame_size": list(frame_shape), "context": ctx.source, "policy": policy_name,
-        "sampler": {"name": sampler.name, "num_steps": sampler.num_steps}, "seed": seed,
+        "sampler": {"name": sampler.name, "num_steps": sampler.num_steps,
+                    **({"video_schedule": sampler.video_schedule, "evals_per_frame": sampler.evals_per_frame}
+                       if wm.denoiser.kind == "video" else {})}, "seed": seed,
         "actions": d.act.tolist(), "seconds": d.seconds, "imagined_frames_per_s": B * horizon / d.seconds,
         "compare": compare_psnr(ctx.real_obs, d.frames, ctx.obs[:, -1]) if cfg.compare else None,
         "denoising": str(cfg.show_denoising) if cfg.show_denoising is not None else None,
@@ -426,4 +435,22 @@ def _sampler(wm: WorldModel, cfg: ImagineConfig) -> SamplerConfig:
     if name not in SAMPLERS:
         raise WmcliError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
     check_compatible(name, wm.denoiser.cfg.formulation)
-    return replace(base, name=name, num_steps=cfg.denoising_steps or base.num_steps)
+    video = {k: v for k, v in (("video_schedule", cfg.video_schedule), ("evals_per_frame", cfg.evals_per_frame))
+             if v is not None}
+    if video and wm.denoiser.kind != "video":
+        raise WmcliError(f"--{next(iter(video)).replace('_', '-')} sets a video world model's schedule; "
+                         f"this one is DIAMOND's frame-by-frame denoiser: drop it")
+    if wm.denoiser.kind == "video":
+        if name != "euler":
+            raise WmcliError(f"a video world model samples with Euler steps (its schedule: sampler.video_schedule); "
+                             f"drop --sampler {name}")
+        if cfg.show_denoising is not None:
+            raise WmcliError("--show-denoising shows DIAMOND's denoiser's steps one frame at a time; a video world "
+                             "model denoises several frames at once: drop --show-denoising")
+    try:
+        sampler = replace(base, name=name, num_steps=cfg.denoising_steps or base.num_steps, **video)
+    except ConfigValueError as e:
+        raise WmcliError(f"--{e.key.replace('_', '-')} {e.message}, got {e.value!r}") from None
+    if wm.denoiser.kind == "video":
+        timing(sampler, wm.denoiser.window)  # refuses --steps that keep more frames in flight than the window
+    return sampler

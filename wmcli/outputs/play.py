@@ -34,6 +34,7 @@ from wmcli.data.env import make_spec
 from wmcli.data.policy import RandomPolicy
 from wmcli.data.spec import EnvSpec
 from wmcli.data.store import Store
+from wmcli.models.video_sampler import max_video_steps
 from wmcli.outputs import play_window
 from wmcli.outputs.imagine import Context, context_from_game, context_from_store
 from wmcli.outputs.play_keys import KeyCommand, action_for_keys, frames_of, key_table, read_keys
@@ -196,10 +197,18 @@ class PlaySession:
         return self.env.sampler.num_steps
 
     def set_denoising_steps(self, steps: int) -> int:
-        """Denoising steps for the next frames, kept within 1..MAX_DENOISING_STEPS; returns them."""
-        steps = min(max(int(steps), 1), MAX_DENOISING_STEPS)
+        """Denoising steps for the next frames, kept within 1..MAX_DENOISING_STEPS (and, for a video
+        world model, to what its window can hold in flight); returns them."""
+        steps = min(max(int(steps), 1), self.max_denoising_steps)
         self.env.sampler = replace(self.env.sampler, num_steps=steps)
         return steps
+
+    @property
+    def max_denoising_steps(self) -> int:
+        if self.env.next_frame.video:
+            cfg = self.env.sampler
+            return max(1, min(MAX_DENOISING_STEPS, max_video_steps(cfg, self.env.denoiser.window)))
+        return MAX_DENOISING_STEPS
 
     @property
     def controller(self) -> str:

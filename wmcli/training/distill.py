@@ -26,7 +26,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from wmcli.base.checkpoint import checkpoint_to_resume, file_sha256, load_checkpoint, save_checkpoint
 from wmcli.base.config import ConfigValueError, DistillConfig, Recipe
@@ -41,7 +40,7 @@ from wmcli.data.prefetch import batches_for
 from wmcli.data.store import Store, split_episodes
 from wmcli.models.denoiser import Denoiser
 from wmcli.models.sampler import sample_next_obs
-from wmcli.training.loop import MetricsLog, check_finite, ddp, stop_here
+from wmcli.training.loop import MetricsLog, check_finite, ddp, gradient_step, stop_here
 from wmcli.world.batches import DistillLoss, context_request, denoiser_inputs, student_sampler
 from wmcli.world.measure import validate_distillation
 from wmcli.world.world_model import world_model_from_checkpoint
@@ -104,6 +103,10 @@ def distill_world_model(
     cfg = distill_config(t_ckpt, recipe, list(overrides), steps, ckpt)
     teacher = world_model_from_checkpoint(t_ckpt, rt.device)
     t_sampler = teacher.recipe.sampler
+    if teacher.denoiser.kind == "video":
+        raise WmcliError(f"{teacher_path} is a video world model (denoiser.kind: video); distillation takes DIAMOND's "
+                         f"next-frame denoiser; sample the video model faster with sampler.evals_per_frame instead "
+                         f"(docs/video_model.md)")
     if teacher.recipe.denoiser.formulation != "edm":
         raise WmcliError(f"{teacher_path} is a DDPM world model; distillation needs an EDM one (denoiser.formulation: edm), "
                          f"whose one-step sample D(x; sigma_max) is the student")
@@ -197,11 +200,7 @@ def distill_world_model(
                 target = sample_next_obs(t_den, obs, act, t_sampler, g, noise=noise)
             with rt.autocast():
                 loss = loss_fn(obs, act, noise, target)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-            scaler.step(opt)
+            gradient_step(loss, opt, student, cfg.grad_clip, scaler)
             scaler.update()
 
             value = loss.item()

@@ -4,9 +4,9 @@
 `tensorboard` package is installed (`pip install 'wmcli[tensorboard]'`), writes the same numbers
 under the same names (`losses/...`, `charts/...`, `val/...`) as TensorBoard events beside it:
 `wm.metrics.jsonl` -> `wm.tensorboard/`, so `tensorboard --logdir runs/` shows every run.
-`ddp` wraps a loss module for torchrun; `check_finite` ends a diverged run with one line that
-says which checkpoint survives and what to change; `stop_here` says when a time budget or a
-first Ctrl-C ends a run after its current step.
+`ddp` wraps a loss module for torchrun; `gradient_step` is one scaled, clipped optimizer step;
+`check_finite` ends a diverged run with one line that says which checkpoint survives and what to
+change; `stop_here` says when a time budget or a first Ctrl-C ends a run after its current step.
 """
 
 from __future__ import annotations
@@ -105,6 +105,18 @@ def ddp(module: nn.Module, rt: Runtime) -> nn.Module:
         return module
     ids = [rt.device.index] if rt.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def gradient_step(loss: torch.Tensor, opt: torch.optim.Optimizer, module: nn.Module, clip: float,
+                  scaler: torch.amp.GradScaler) -> None:
+    """One optimizer step on `loss`: backward through the (fp16) grad scaler, unscale, clip the
+    gradient norm of `module` to `clip`, step. The caller updates the scaler once per training
+    step (train_wm steps two optimizers with one scaler)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    nn.utils.clip_grad_norm_(module.parameters(), clip)
+    scaler.step(opt)
 
 
 def check_finite(losses: dict[str, float], step: int, out: Path, what: str, fix: str) -> None:

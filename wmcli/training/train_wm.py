@@ -11,7 +11,9 @@ straight from its files with worker processes reading ahead (train_wm.data; wmcl
 the same batches either way. On CUDA: autocast (bf16, or fp16 with a grad scaler), fused AdamW, TF32,
 channels_last, optional torch.compile, pinned non-blocking host-to-device copies. Under
 torchrun: DDP (NCCL on CUDA, gloo on CPU), each rank sampling its own segments, rank 0 alone
-writing.
+writing. A video denoiser (denoiser.kind: video) trains on (history, future window) pairs with
+its joint loss, through the stages of train_wm.video (growing windows, a still-to-fast
+curriculum; docs/video_model.md); the reward/end model's step is the same for both kinds.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from wmcli.base.checkpoint import checkpoint_to_resume, recipe_for, save_checkpoint
-from wmcli.base.config import Recipe
+from wmcli.base.config import Recipe, TrainWMConfig, VideoStage
 from wmcli.base.cores import adjust_threads
 from wmcli.base.errors import WmcliError
 from wmcli.base.progress import Progress
@@ -34,23 +35,42 @@ from wmcli.base.runtime import Runtime, lr_at, make_optimizer, step_generators, 
 from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.disk_buffer import open_buffer
-from wmcli.data.prefetch import batches_for
+from wmcli.data.prefetch import Staged
 from wmcli.data.store import Store, split_episodes
-from wmcli.training.loop import MetricsLog, check_finite, ddp, stop_here
+from wmcli.training.loop import MetricsLog, check_finite, ddp, gradient_step, stop_here
 from wmcli.world.batches import (
     DenoiserLoss,
     RewEndLoss,
+    VideoLoss,
     denoiser_inputs,
     denoiser_noise,
     denoiser_request,
     rew_end_inputs,
     rew_end_request,
+    stillest,
+    video_inputs,
+    video_noise,
+    video_request,
 )
 from wmcli.world.measure import validate
 from wmcli.world.world_model import build_networks
 
 RESUMABLE_KEYS = {"steps", "log_every", "val_every", "checkpoint_every", "data", "ram_budget_gb", "data_workers"}
 """train_wm keys that may change between a run and its resumption (the data path changes no batch)."""
+
+
+def stage_plan(cfg: TrainWMConfig, window: int) -> list[tuple[range, VideoStage]]:
+    """The steps of each stage of a video model's training: train_wm.video.stages one after
+    another, the last running on to train_wm.steps (a stage past it never runs); none given: one
+    stage of the model's window over every segment."""
+    stages = cfg.video.stages or (VideoStage(steps=cfg.steps, window=window),)
+    plan, begin = [], 0
+    for i, stage in enumerate(stages):
+        end = cfg.steps if i == len(stages) - 1 else min(begin + stage.steps, cfg.steps)
+        if end > begin:
+            plan.append((range(begin, end), stage))
+        begin = end
+    return plan
 
 
 def training_recipe(name: str | None, overrides: list[str] = (), out: Path | None = None, resume: bool = False,
@@ -131,7 +151,8 @@ def train_world_model(
         opt_rew.load_state_dict(ckpt["resume"]["opt_rew_end"])
         scaler.load_state_dict(ckpt["resume"]["scaler"])
 
-    den_loss = ddp(DenoiserLoss(denoiser, cfg.autoregressive_steps), rt)
+    video = recipe.denoiser.kind == "video"
+    den_loss = ddp(VideoLoss(denoiser, rew_end, cfg.video) if video else DenoiserLoss(denoiser, cfg.autoregressive_steps), rt)
     rew_loss = ddp(RewEndLoss(rew_end), rt)
     if rt.compile:
         den_loss, rew_loss = torch.compile(den_loss), torch.compile(rew_loss)
@@ -142,6 +163,9 @@ def train_world_model(
     Br = max(1, cfg.rew_end_batch_size // rt.world_size)
     last_val: dict = {}
     sums = {"losses/denoiser": 0.0, "losses/rew_end": 0.0}
+    parts = ("losses/diffusion", "losses/joint_rew_end", "losses/action")  # a video model's joint loss
+    if video:
+        sums.update(dict.fromkeys(parts, 0.0))
     count, t0, samples = 0, time.perf_counter(), 0
     t_start = t0
     done, interrupted = start, False
@@ -160,8 +184,13 @@ def train_world_model(
         })
 
     # Each step's segments, from its own generator (the same one step_generators gives below).
-    requests = [denoiser_request(cfg, n, B, cfg.sample_weights), rew_end_request(cfg, Br, cfg.sample_weights)]
-    with (batches_for(train_buf, cfg.seed, rt.rank, requests, range(start, cfg.steps), cfg.data_workers) as batches,
+    rew_request = rew_end_request(cfg, Br, cfg.sample_weights)
+    if video:
+        plan = stage_plan(cfg, recipe.denoiser.video.window)
+        stages = [(r, [video_request(n, st.window, B, st.still_fraction, cfg.sample_weights), rew_request]) for r, st in plan]
+    else:
+        plan, stages = [], [(range(cfg.steps), [denoiser_request(cfg, n, B, cfg.sample_weights), rew_request])]
+    with (Staged(train_buf, cfg.seed, rt.rank, stages, cfg.data_workers) as batches,
           MetricsLog(metrics_path, enabled=rt.is_main) as log, stop_on_sigint() as stop):
         for step in range(start, cfg.steps):
             adjust_threads()  # this process's share of the cores, as other wmcli processes come and go
@@ -175,25 +204,27 @@ def train_world_model(
             rew_end.train()
 
             # Denoiser step.
-            batch = denoiser_inputs(den_seg, rt)
-            draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, cfg.autoregressive_steps)
-            with rt.autocast():
-                loss_d = den_loss(batch["obs"], batch["act"], batch["mask"], **draws)
-            opt_den.zero_grad(set_to_none=True)
-            scaler.scale(loss_d).backward()
-            scaler.unscale_(opt_den)
-            nn.utils.clip_grad_norm_(denoiser.parameters(), cfg.grad_clip_denoiser)
-            scaler.step(opt_den)
+            if video:
+                stage = next(st for r, st in plan if step in r)
+                batch = video_inputs(stillest(den_seg, n, B), cfg, rt)
+                draws = video_noise(denoiser, B, stage.window, (C, H, W), g, rt)
+                with rt.autocast():
+                    loss_d, terms = den_loss(batch["obs"], batch["act"], batch["mask"], **draws, rew=batch["rew"],
+                                             end=batch["end"])
+                for k, v in zip(parts, terms.tolist()):
+                    sums[k] += v
+            else:
+                batch = denoiser_inputs(den_seg, rt)
+                draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, cfg.autoregressive_steps)
+                with rt.autocast():
+                    loss_d = den_loss(batch["obs"], batch["act"], batch["mask"], **draws)
+            gradient_step(loss_d, opt_den, denoiser, cfg.grad_clip_denoiser, scaler)
 
             # Reward/end step.
             rb = rew_end_inputs(rew_seg, cfg, rt)
             with rt.autocast():
                 loss_r = rew_loss(rb["obs"], rb["act"], rb["next_obs"], rb["rew"], rb["end"], rb["mask"])
-            opt_rew.zero_grad(set_to_none=True)
-            scaler.scale(loss_r).backward()
-            scaler.unscale_(opt_rew)
-            nn.utils.clip_grad_norm_(rew_end.parameters(), cfg.grad_clip_rew_end)
-            scaler.step(opt_rew)
+            gradient_step(loss_r, opt_rew, rew_end, cfg.grad_clip_rew_end, scaler)
             scaler.update()
 
             ld, lr_ = loss_d.item(), loss_r.item()
@@ -211,6 +242,8 @@ def train_world_model(
                 m = {"step": done, **{k: v / count for k, v in sums.items()}, "charts/lr": lr,
                      "perf/steps_per_s": count / dt, "perf/samples_per_s": samples / dt,
                      "precision": rt.precision, "data": train_buf.kind}
+                if video:
+                    m.update({"charts/window": stage.window, "charts/still_fraction": stage.still_fraction})
                 if rt.is_main and (done % cfg.val_every == 0 or last):
                     if val_buf is not None:
                         last_val = validate(unwrap(denoiser), unwrap(rew_end), val_buf, recipe, rt)

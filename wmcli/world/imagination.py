@@ -5,10 +5,11 @@ from a context sampler (num_context frames and the actions taken at all but the 
 `EpisodeBuffer(store).contexts(n)`, wmcli.data.buffer), burns the
 reward/end model's LSTM in on them and returns the last context frame; the caller burns its own
 policy in on `info["context_obs"]` and `info["context_act"]`. `step(act)` samples each next frame
-with the recipe's sampler, then samples reward sign and end from the reward/end heads; a
-dreamed game is truncated after `horizon` steps (DIAMOND: 15). Frames are float (B, 3, H, W) in
-[-1, 1]. Everything runs under no_grad; randomness comes from the numpy and torch generators
-it holds (`set_generators` swaps them, so a training loop can make every draw reproducible).
+with the recipe's sampler (a video denoiser keeps each env's frames in flight between steps:
+world_model.NextFrame), then samples reward sign and end from the reward/end heads; a dreamed
+game is truncated after `horizon` steps (DIAMOND: 15). Frames are float (B, 3, H, W) in [-1, 1].
+Everything runs under no_grad; randomness comes from the numpy and torch generators it holds
+(`set_generators` swaps them, so a training loop can make every draw reproducible).
 
 `WorldModelVectorEnv` wraps the core as a standard gymnasium vector env (uint8 (B, H, W, 3)
 frames, as the real envs give, next-step autoreset), so other RL libraries can train in the
@@ -27,8 +28,7 @@ from torch import Tensor
 
 from wmcli.base.config import SamplerConfig
 from wmcli.base.frames import to_float, to_uint8
-from wmcli.models.sampler import sample_next_obs
-from wmcli.world.world_model import WorldModel
+from wmcli.world.world_model import NextFrame, WorldModel
 
 
 class ContextSampler(Protocol):
@@ -47,11 +47,20 @@ class WorldModelEnv:
         self.denoiser, self.rew_end = wm.denoiser, wm.rew_end
         self.n = wm.num_context
         self.contexts, self.num_envs, self.horizon = contexts, num_envs, horizon
-        self.sampler = sampler or wm.recipe.sampler
+        self.next_frame = NextFrame(self.denoiser, sampler or wm.recipe.sampler, num_envs)
         self.device = torch.device(device)
         self.autocast = autocast
         self.set_generators(np.random.default_rng(seed), torch.Generator(self.device).manual_seed(seed))
         self.obs = self.act = self.hidden = self.t = None
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        return self.next_frame.cfg
+
+    @sampler.setter
+    def sampler(self, cfg: SamplerConfig) -> None:
+        """A new sampler from the next step on (a video model's dreams restart their frames in flight)."""
+        self.next_frame.set_sampler(cfg)
 
     def set_generators(self, rng: np.random.Generator, g: torch.Generator) -> None:
         self.rng, self.g = rng, g
@@ -78,6 +87,7 @@ class WorldModelEnv:
             self.obs[idx], self.act[idx] = obs, act[:, :-1]
             self.hidden[0][:, idx], self.hidden[1][:, idx] = h.to(self.hidden[0].dtype), c.to(self.hidden[1].dtype)
             self.t[idx] = 0
+        self.next_frame.reset(None if mask is None else idx, self.g)
         return self.obs[:, -1], {"context_obs": obs[:, :-1], "context_act": act[:, :-1], "reset_envs": idx}
 
     @torch.no_grad()
@@ -88,7 +98,7 @@ class WorldModelEnv:
         act = act.to(self.device)
         act_hist = torch.cat([self.act, act[:, None]], dim=1)  # the actions at the n context frames
         with self.autocast():
-            nxt = sample_next_obs(self.denoiser, self.obs, act_hist, self.sampler, self.g).float()
+            nxt = self.next_frame(self.obs, act_hist, self.g, rows=None if active is None else active.to(self.device)).float()
             logits_rew, logits_end, hidden = self.rew_end(self.obs[:, -1:], act[:, None], nxt[:, None], self.hidden)
         rew = torch.multinomial(logits_rew[:, 0].float().softmax(-1), 1, generator=self.g).squeeze(1).float() - 1
         end = torch.multinomial(logits_end[:, 0].float().softmax(-1), 1, generator=self.g).squeeze(1).bool()

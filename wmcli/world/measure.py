@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wmcli.base.config import DistillConfig, Recipe, SamplerConfig
+from wmcli.base.config import DistillConfig, Recipe, SamplerConfig, VideoTrainConfig
 from wmcli.base.errors import WmcliError
 from wmcli.base.frames import to_float
 from wmcli.base.metrics import psnr_of_mse
@@ -29,11 +29,13 @@ from wmcli.models.reward_end import precision_recall_f1, rew_end_loss
 from wmcli.models.sampler import sample_next_obs
 from wmcli.world.batches import (
     DenoiserLoss,
+    VideoLoss,
     context_request,
     denoiser_batch,
     denoiser_inputs,
     denoiser_noise,
     rew_end_batch,
+    video_noise,
 )
 from wmcli.world.world_model import rollout
 
@@ -53,19 +55,25 @@ class Scores:
     def add_denoising_loss(self, denoiser, batch: dict, g: torch.Generator, rt: Runtime) -> None:
         """The denoising loss of one batch (denoiser_batch without autoregressive targets)."""
         B, _, C, H, W = batch["obs"].shape
-        draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, 0)
         with rt.autocast():
-            loss = DenoiserLoss(denoiser, 0)(batch["obs"], batch["act"], batch["mask"], **draws)
+            if denoiser.kind == "video":  # its denoising term on a window of one frame
+                draws = video_noise(denoiser, B, 1, (C, H, W), g, rt)
+                _, terms = VideoLoss(denoiser, None, VideoTrainConfig())(batch["obs"], batch["act"], batch["mask"], **draws)
+                loss = terms[0]
+            else:
+                draws = denoiser_noise(denoiser, B, (C, H, W), g, rt, 0)
+                loss = DenoiserLoss(denoiser, 0)(batch["obs"], batch["act"], batch["mask"], **draws)
         self.loss_sum["denoiser"] += loss.item() * B
         self.loss_count["denoiser"] += B
 
     @torch.no_grad()
     def add_rollouts(self, denoiser, obs: Tensor, act: Tensor, recipe: Recipe, g: torch.Generator, rt: Runtime,
-                     keep: Tensor | None = None) -> None:
+                     keep: Tensor | None = None, actions_ahead: bool = True) -> None:
         """Dream obs's last T frames from its first n under the real actions and compare:
-        obs (B, n + T, 3, H, W), act (B, n + T - 1); keep (B,) bool: the rows to count."""
+        obs (B, n + T, 3, H, W), act (B, n + T - 1); keep (B,) bool: the rows to count;
+        actions_ahead as in world_model.rollout."""
         n = denoiser.cfg.num_context
-        dream = rollout(denoiser, obs[:, :n], act, recipe.sampler, g, rt.autocast).float()  # (B, T, 3, H, W)
+        dream = rollout(denoiser, obs[:, :n], act, recipe.sampler, g, rt.autocast, actions_ahead).float()  # (B, T, 3, H, W)
         real = obs[:, n:].float()
         last = obs[:, n - 1 : n].float()
         if keep is not None:
@@ -171,11 +179,13 @@ def validate_distillation(student, teacher, student_sampler: SamplerConfig, teac
 
 
 def evaluate_world_model(wm, buf: EpisodeBuffer, segments: int = 128, horizon: int = 15, seed: int = 0,
-                         batch_size: int = 32, device: str | torch.device = "cpu") -> dict:
+                         batch_size: int = 32, device: str | torch.device = "cpu", actions_ahead: bool = True) -> dict:
     """A world model on held-out episodes (`buf`): the denoising loss on `segments` segments,
     PSNR over `horizon`-step rollouts of as many segments, and reward/end predictions over every
     transition of the episodes, read in consecutive windows of the recipe's reward/end sequence
-    length (end = game over, or a life lost when the recipe trains it so)."""
+    length (end = game over, or a life lost when the recipe trains it so). actions_ahead: a
+    video model's rollouts see the real actions of its frames in flight (false: each action only
+    once taken, as when an agent plays the dream; DIAMOND's denoiser is the same either way)."""
     rt = Runtime(torch.device(device), "fp32", False)
     recipe, n = wm.recipe, wm.num_context
     rng = np.random.default_rng(seed)
@@ -197,7 +207,7 @@ def evaluate_world_model(wm, buf: EpisodeBuffer, segments: int = 128, horizon: i
     for start in range(0, segments, batch_size):
         obs = to_float(torch.from_numpy(seg.obs[start : start + batch_size]).to(device))
         act = torch.from_numpy(seg.act[start : start + batch_size, : n + horizon - 1]).to(device)
-        scores.add_rollouts(wm.denoiser, obs, act, recipe, g, rt)
+        scores.add_rollouts(wm.denoiser, obs, act, recipe, g, rt, actions_ahead=actions_ahead)
     dream_s = time.perf_counter() - t0
 
     L = recipe.train_wm.rew_end_seq_len
