@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wmcli"
 LAYERS = ("base", "data", "models", "world", "training", "outputs", "run", "face")
 FACE = {"wmcli.cli", "wmcli.console", "wmcli.__main__"}
 LOCAL_IMPORTS_ALLOWED = {"wmcli.cli"}  # the face loads the library per command
-OPTIONAL = {"minatar", "matplotlib", "matplotlib.pyplot", "torch.utils.tensorboard", "rliable", "pygame"}  # extras, imported where used
+OPTIONAL = {"minari", "minatar", "matplotlib", "matplotlib.pyplot", "torch.utils.tensorboard", "rliable", "pygame"}  # extras, imported where used
 
 
 def layer(module: str) -> str:

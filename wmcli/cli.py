@@ -739,6 +739,51 @@ def store_info(
             console.print_table(f"store {s['store']}", summary_rows(s))
 
 
+@store_app.command("import")
+def store_import(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Folder or file of recorded episodes, or a local Minari dataset id.")],
+    store: Annotated[Path, typer.Option(help="Store folder to create or append to.")],
+    format: Annotated[
+        Optional[str], typer.Option("--format", help="diamond, csgo, minari, arrays or videos (default: told from SRC).")
+    ] = None,
+    game: Annotated[
+        Optional[str], typer.Option(help="The real game the data is of (Breakout, minatar:Breakout): its action set "
+                                         "and protocol, so agents trained on the store can play it.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option(help="Without --game: the game name the store records.")] = None,
+    frame_size: Annotated[
+        Optional[int], typer.Option(min=8, help="Resize frames to SIZE x SIZE (default: the store's, else the source's).")
+    ] = None,
+    num_actions: Annotated[
+        Optional[int], typer.Option(min=1, help="Without --game: the size of the action set (default: the largest seen + 1).")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Import at most this many new episodes.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import recorded trajectories into a store: DIAMOND's dataset folders, the CS:GO dataset's HDF5
+    files, local Minari datasets, .npz/.h5 files of arrays (one per episode), or videos with an
+    actions.csv (docs/data.md).
+
+    Each episode lands whole (a kill keeps the finished ones); running again skips what is there.
+    """
+    with _user_errors("store import"):
+        from wmcli.data.importers import import_episodes
+        from wmcli.data.store import summary_rows
+
+        with console.progress() as report:
+            result = import_episodes(src, store, format, game, name, frame_size, num_actions, limit, report)
+        if as_json:
+            console.print_json(result)
+        else:
+            rate = f", {result['frames_per_s']:.0f} frames/s" if result["frames_per_s"] else ""
+            console.say(f"imported {count(result['episodes_imported'], 'episode')} ({result['frames_imported']:,} frames"
+                        f"{rate}) from {result['source']} ({result['format']}); {result['episodes_skipped']} already there")
+            console.print_table(f"store {result['store']}", summary_rows(result["store_summary"]))
+        if result["interrupted"]:
+            console.note("interrupted; every finished episode is in the store, and running again goes on")
+            raise typer.Exit(code=130)
+
+
 @app.command()
 def envs(as_json: JsonOpt = False) -> None:
     """List the games wmcli can play: every ALE ROM shipped with ale-py, and MinAtar's games."""

@@ -52,16 +52,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_safely(path: Path, name: str, fix: str):
+def load_safely(path: Path, name: str, fix: str, mmap: bool = False):
     """What a torch.save file holds, loaded with `weights_only=True` (no code in the file runs), or
     one clear error for a missing, foreign or unreadable file: `name` says what the file should
-    be ("wmcli checkpoint"), `fix` what to pass instead."""
+    be ("wmcli checkpoint"), `fix` what to pass instead. mmap: tensors stay on disk until read
+    (a scan of one small tensor of a large file reads only that tensor)."""
     if not path.is_file():
         raise WmcliError(f"{name} {path} not found; {fix}")
     if not zipfile.is_zipfile(path):
         raise WmcliError(f"{path} is not a readable {name} (not a torch.save archive); {fix}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WmcliError(f"{path} is not a readable {name} ({first[:160]}); {fix}") from None

@@ -314,7 +314,16 @@ class MinAtarEnv(gym.Env):
 
 def make_env(spec: EnvSpec):
     """One env with the protocol (gymnasium API, frames (H, W, 3) uint8)."""
+    check_playable(spec)
     return MinAtarEnv(spec) if spec.kind == "minatar" else AtariProtocol(spec)
+
+
+def check_playable(spec: EnvSpec) -> None:
+    """Refuse, in one line, to start a real game for a spec that has none behind it (a store imported
+    from recorded data without --game: `wmcli store import`)."""
+    if spec.kind not in ("ale", "minatar"):
+        raise WmcliError(f"{spec.name} was imported from recorded data ({spec.kind}) and has no real game to play; "
+                         f"measure a world model on its store (wmcli eval WM --store ...) or import with --game GAME")
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,6 +394,7 @@ def make_vector_env(spec: EnvSpec, num_envs: int, pin_threads: bool = True):
     """
     if num_envs < 1:
         raise WmcliError(f"--num-envs must be at least 1, got {num_envs}")
+    check_playable(spec)
     cfg = spec.config
     if spec.kind == "ale" and cfg.mode is None and cfg.difficulty is None:
         return _SqueezedAtariVectorEnv(spec, num_envs, pin_threads)

@@ -246,6 +246,14 @@ class Store:
         except (WmcliError, OSError):
             return 0
 
+    def episode_attrs(self, path: Path) -> dict:
+        """An episode file's attributes alone (no arrays read); {} for a file that cannot be read."""
+        try:
+            with self._open_h5(path) as f:
+                return {k: _attr(v) for k, v in f.attrs.items()}
+        except (WmcliError, OSError):
+            return {}
+
     def read_episode(self, path: Path, frames: bool = True) -> Episode:
         """One episode; frames=False skips the frames (obs is then empty) for fast summaries."""
         with self._open_h5(path) as f:
@@ -374,8 +382,12 @@ def summarize(store: Store, skip_bad: bool = False) -> dict:
     hist = np.zeros(n_act, dtype=np.int64)
     lengths, complete_returns, complete_lengths = [], [], []
     cut, life_losses, nonzero_rew = 0, 0, 0
+    sources: dict[str, dict] = {}
     for _, ep in store.iter_episodes(frames=False, skip_bad=skip_bad):
         lengths.append(len(ep))
+        per = sources.setdefault(episode_source(ep.attrs), {"episodes": 0, "steps": 0})
+        per["episodes"] += 1
+        per["steps"] += len(ep)
         hist += np.bincount(ep.act, minlength=n_act)[:n_act]
         life_losses += int(ep.life_loss.sum())
         nonzero_rew += int(np.count_nonzero(ep.rew))
@@ -405,6 +417,7 @@ def summarize(store: Store, skip_bad: bool = False) -> dict:
         "nonzero_rewards": nonzero_rew,
         "life_losses": life_losses,
         "action_histogram": dict(zip(store.env["action_meanings"], hist.tolist())),
+        "sources": sources,
         "frame_shape": store.env["frame_shape"],
         "protocol": store.env["protocol"],
         "disk_bytes": disk,
@@ -427,11 +440,21 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("return (complete)", f"mean {fmt(s['return_mean'])}  min {fmt(s['return_min'])}  max {fmt(s['return_max'])}"),
         ("episode length (complete)", f"mean {fmt(s['length_mean'])} steps"),
         ("nonzero rewards / life losses", f"{s['nonzero_rewards']} / {s['life_losses']}"),
-        ("actions", "  ".join(f"{k}:{v}" for k, v in s["action_histogram"].items())),
+        ("actions", "  ".join(f"{k}:{v}" for k, v in s["action_histogram"].items() if v or len(s["action_histogram"]) <= 18)),
+        *[(f"from {label}", f"{count(v['episodes'], 'episode')}, {count(v['steps'], 'step')}")
+          for label, v in s.get("sources", {}).items()],
         ("frames", "x".join(map(str, s["frame_shape"])) + " uint8"),
         ("protocol", ", ".join(f"{k}={v}" for k, v in shown_protocol(s["game"], s["protocol"]).items())),
         ("on disk", f"{s['disk_bytes'] / 1e6:.1f} MB"),
     ]
+
+
+def episode_source(attrs: dict) -> str:
+    """Where an episode came from, as `store info` counts them: the import source it records
+    (`diamond:/path/to/dataset`), or `collect (<policy>)` for episodes played by wmcli."""
+    if "source" in attrs:
+        return str(attrs["source"])
+    return f"collect ({attrs.get('policy', 'unknown policy')})"
 
 
 MINATAR_PROTOCOL = ("frame_size", "sticky_prob", "max_episode_frames", "frame_skip")

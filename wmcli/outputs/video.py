@@ -3,7 +3,7 @@
 All functions take uint8 frames (..., H, W, 3). Frames are upscaled by nearest neighbour
 (`scale`), so 64x64 Atari pixels stay sharp. `side_by_side` and `grid_of` lay rollouts out in
 one frame (`wmcli imagine --compare`, `--batch`); `write_grid` writes rows x columns of frames
-as one png; `read_video` reads mp4/gif back (for `wmcli fvd`). The y4m stream (`Y4MWriter`) is
+as one png; `read_video` (from the video importer) reads mp4/gif back (for `wmcli fvd`). The y4m stream (`Y4MWriter`) is
 uncompressed YUV 4:4:4 that ffmpeg and most players read from a pipe:
 `wmcli imagine ... -o - | ffmpeg -i - out.mp4`.
 """
@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from wmcli.base.atomic import atomic_path
 from wmcli.base.errors import WmcliError
+from wmcli.data.importers.videos import read_video  # noqa: F401 - read back here too (wmcli fvd)
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
 
@@ -128,22 +129,6 @@ def _labelled(image: np.ndarray, row_px: int, col_px: int, row_labels: list[str]
         draw.text((x + 2, 2), text, fill=(255, 255, 255), font=font)
         x += span
     return np.asarray(canvas)
-
-
-def read_video(path: str | Path) -> np.ndarray:
-    """Every frame of an .mp4 or .gif as (T, H, W, 3) uint8 RGB."""
-    path = Path(path)
-    try:
-        frames = iio.imread(path, index=None)
-    except Exception as e:  # noqa: BLE001 - imageio's plugins raise many kinds for a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WmcliError(f"cannot read the video {path} ({first[:160]})") from None
-    frames = np.asarray(frames)
-    if frames.ndim == 3:  # one frame, or grey frames (T, H, W)
-        frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None]
-    if frames.shape[-1] == 1:
-        frames = frames.repeat(3, axis=-1)
-    return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
 
 
 def rgb_to_yuv444(frame: np.ndarray) -> bytes:
