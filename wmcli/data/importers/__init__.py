@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
@@ -89,14 +90,18 @@ def imported_env(name: str, num_actions: int, meanings: tuple[str, ...] | None, 
 
 
 def resize(obs: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames to (T, h, w, 3) by area averaging (the collector's resize)."""
+    """(T, H, W, 3) uint8 frames to (T, h, w, 3) by area averaging: the collector's resize (`AreaResize`),
+    as two matrix products per frame and channel (for CS:GO's 150x280 frames, 2.5x faster than one
+    einsum over the batch: docs/performance.md)."""
     if obs.shape[1:3] == tuple(hw):
         return obs
-    wy, wx = area_weights(obs.shape[1], hw[0]), area_weights(obs.shape[2], hw[1])
+    wy = torch.from_numpy(area_weights(obs.shape[1], hw[0]))
+    wx = torch.from_numpy(area_weights(obs.shape[2], hw[1])).T.contiguous()
     out = np.empty((len(obs), *hw, 3), np.uint8)
-    for i in range(0, len(obs), 256):  # a few MB of float32 at a time
-        y = np.einsum("hH,tHWc,wW->thwc", wy, obs[i : i + 256].astype(np.float32), wx, optimize=True)
-        out[i : i + 256] = np.clip(np.rint(y), 0, 255)
+    for i in range(0, len(obs), 128):  # ~50 MB of float32 at a time
+        x = torch.from_numpy(obs[i : i + 128]).permute(0, 3, 1, 2).float()  # (t, 3, H, W)
+        y = torch.matmul(torch.matmul(wy, x), wx)  # (t, 3, h, w)
+        out[i : i + 128] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
 
 
