@@ -323,7 +323,7 @@ def check_playable(spec: EnvSpec) -> None:
     from recorded data without --game: `wmcli store import`)."""
     if spec.kind not in ("ale", "minatar"):
         raise WmcliError(f"{spec.name} was imported from recorded data ({spec.kind}) and has no real game to play; "
-                         f"measure a world model on its store (wmcli eval WM --store ...) or import with --game GAME")
+                         f"use its store instead (imagine, play and eval of a world model take --store), or import with --game GAME")
 
 
 # --------------------------------------------------------------------------------------------
