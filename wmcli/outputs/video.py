@@ -3,7 +3,7 @@
 All functions take uint8 frames (..., H, W, 3). Frames are upscaled by nearest neighbour
 (`scale`), so 64x64 Atari pixels stay sharp. `side_by_side` and `grid_of` lay rollouts out in
 one frame (`wmcli imagine --compare`, `--batch`); `write_grid` writes rows x columns of frames
-as one png; `read_video` (from the video importer) reads mp4/gif back (for `wmcli fvd`). The y4m stream (`Y4MWriter`) is
+as one png; `read_video` (wmcli.data.video_files) reads mp4/gif back (for `wmcli fvd`). The y4m stream (`Y4MWriter`) is
 uncompressed YUV 4:4:4 that ffmpeg and most players read from a pipe:
 `wmcli imagine ... -o - | ffmpeg -i - out.mp4`.
 """
@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from wmcli.base.atomic import atomic_path
 from wmcli.base.errors import WmcliError
-from wmcli.data.importers.videos import read_video  # noqa: F401 - read back here too (wmcli fvd)
+from wmcli.data.video_files import read_video  # noqa: F401 - videos are read back here too (wmcli fvd)
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".png")
 

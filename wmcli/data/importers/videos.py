@@ -18,32 +18,16 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 
 from wmcli.base.errors import WmcliError
 from wmcli.data.importers.source import Source, SourceEpisode, bad_file, episode_from_arrays
+from wmcli.data.video_files import read_video
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
 ACTIONS_FILE = "actions.csv"
 COLUMNS = "video,step,act[,rew][,end]"
 EXPECTED = f"{ACTIONS_FILE} with the header {COLUMNS} and one row per step of each video (N frames, N - 1 steps)"
-
-
-def read_video(path: str | Path) -> np.ndarray:
-    """Every frame of a video file (.mp4, .gif, ...) as (T, H, W, 3) uint8 RGB."""
-    path = Path(path)
-    try:
-        frames = iio.imread(path, index=None)
-    except Exception as e:  # noqa: BLE001 - imageio's plugins raise many kinds for a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WmcliError(f"cannot read the video {path} ({first[:160]})") from None
-    frames = np.asarray(frames)
-    if frames.ndim == 3:  # one frame, or grey frames (T, H, W)
-        frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None]
-    if frames.shape[-1] == 1:
-        frames = frames.repeat(3, axis=-1)
-    return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
 
 
 class VideoSource(Source):
