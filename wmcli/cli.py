@@ -32,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: wraps evenly at any width, no <bool> type column
 )
-store_app = typer.Typer(help="Inspect trajectory stores.", no_args_is_help=True, rich_markup_mode=None)
+store_app = typer.Typer(help="Inspect, import and shape trajectory stores.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(store_app, name="store")
 recipes_app = typer.Typer(help="The built-in recipes: list them, or print one as YAML to start your own from.",
                           invoke_without_command=True, rich_markup_mode=None)
