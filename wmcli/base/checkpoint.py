@@ -82,8 +82,8 @@ def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint
     elif path.is_dir():
         inside = sorted(p.name for p in path.glob("*.pt"))
         hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
-        raise WmcliError(f"{path} is a folder, neither a checkpoint file nor a model folder (config.json and "
-                         f"model.safetensors){hint}; pass {expected}")
+        raise WmcliError(f"{path} is a folder, not a checkpoint file{hint}; pass {expected}, or a model folder "
+                         f"that `wmcli export` wrote")
     else:
         ckpt = load_safely(path, "wmcli checkpoint", f"pass {expected}")
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "format_version" not in ckpt:
