@@ -259,3 +259,29 @@ def test_nested_tensors_shared_storage_and_infinities_go_through():
 def test_read_model_folder_needs_no_checkpoint_module(wm_folder):
     ckpt = read_model_folder(wm_folder)
     assert ckpt["kind"] == "world_model" and "resume" not in ckpt
+
+
+def test_an_agent_card_gives_its_runs_evaluation_of_this_agent_only(micro_agent, tmp_path):
+    """In a run folder, the card takes the last real-game evaluation whose agent is this checkpoint
+    (its agent_steps) and the random policy's return; lines as `wmcli run` writes them."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(micro_agent, run / "agent.pt")
+    step = torch.load(micro_agent, weights_only=True)["step"]
+    ev = {"return_std": 1.0, "return_min": 0.0, "return_max": 3.0, "hns": None, "length_mean": 40.0}
+    lines = [{"epoch": 0, "env_steps": 200, "seconds": 0.6},
+             {"epoch": 1, "env_steps": 200, "wm_steps": 20, "wm_val": {}, "agent_steps": step,
+              "eval": {"return_mean": 1.25, "episodes": 4, "return_sem": 0.5, **ev}, "seconds": 6.7},
+             {"epoch": 2, "env_steps": 240, "wm_steps": 30, "agent_steps": step + 4,  # a later agent's
+              "eval": {"return_mean": 9.0, "episodes": 3, "return_sem": 0.1, **ev}, "seconds": 10.2}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "state.json").write_text(json.dumps({"epoch_done": 2, "random_return": {"mean": 0.33, "sem": 0.13,
+                                                                                  "episodes": 21}}))
+    res = export(run / "agent.pt", tmp_path / "out")
+    assert res["results"]["evaluation"]["return_mean"] == 1.25 and res["results"]["evaluation"]["epoch"] == 1
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "1.25 ± 0.50 (standard error) over 4 episodes" in card and "9.00" not in card
+    assert "random policy in the same run: 0.33 ± 0.13 over 21 episodes" in card
+    assert "Human-normalized" not in card  # no score of it was recorded
+    export(micro_agent, tmp_path / "alone")  # outside a run folder: no result is made up
+    assert "No measured results" in (tmp_path / "alone" / "README.md").read_text()
