@@ -203,7 +203,7 @@ def read_model_folder(path: str | os.PathLike, fix: str = "pass a folder `wmcli 
         missing = "model_folder.weights"
     if missing is not None:
         raise WmcliError(f"{path / CONFIG_NAME} is not wmcli's (no '{missing}' field); {fix}")
-    if record.get("version", 0) > FOLDER_VERSION:
+    if not isinstance(record.get("version", 0), int) or record.get("version", 0) > FOLDER_VERSION:
         raise WmcliError(f"{path} is a model folder of layout {record['version']}, newer than this wmcli reads "
                          f"({FOLDER_VERSION}); upgrade wmcli")
     listed = {f"{prefix}.{name}" for prefix, group in record["weights"].items() for name in group.get("tensors", [])}

@@ -39,7 +39,7 @@ def export(ckpt_path: str | Path, out_dir: str | Path, overwrite: bool = False) 
     `out_dir` (model.safetensors, config.json, README.md); returns a summary."""
     t0 = time.perf_counter()
     ckpt_path, out_dir = Path(ckpt_path), Path(out_dir)
-    ckpt = read_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(ckpt_path, "a world-model or agent checkpoint (the .pt file training or `wmcli import` wrote)")
     params = parameter_counts(ckpt)
     results = measured_results(ckpt_path, ckpt)
     card = model_card(ckpt, out_dir.name, params, results)
