@@ -26,7 +26,7 @@ from wmcli.base.recipe import list_recipes
 
 app = typer.Typer(
     name="wmcli",
-    help="Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure.",
+    help="Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure, share.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,7 +57,7 @@ def _main(
         bool, typer.Option("--debug", help="Show the full traceback of an unexpected error (also: WMCLI_DEBUG=1).")
     ] = False,
 ) -> None:
-    """Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure."""
+    """Diffusion world models on Atari, in the line of DIAMOND: collect, train, imagine, measure, share."""
     if debug:
         os.environ["WMCLI_DEBUG"] = "1"
 
@@ -716,6 +716,35 @@ def fvd(
             console.print_json(result)
         else:
             console.print_table(f"FVD {real} vs {generated}", fvd_rows(result))
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="A world-model or agent checkpoint (wmcli train-wm -o, "
+                                                                    "train-agent -o, import diamond).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The model folder to write (model.safetensors, "
+                                                                "config.json, README.md).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing non-empty folder instead of refusing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a checkpoint as a Hugging Face model folder: safetensors weights, config.json, a model card.
+
+    Every command that takes a checkpoint takes the folder too; loading it runs no code from the
+    files. The optimizer state is left out (a training cannot resume from the folder). Push it
+    with the huggingface_hub package: hf upload USER/NAME DIR . (wmcli never uses the network;
+    docs/export.md).
+    """
+    with _user_errors("export"):
+        from wmcli.outputs.export import export as run_export
+
+        result = run_export(checkpoint, output, overwrite=overwrite)
+        if as_json:
+            console.print_json(result)
+        else:
+            params = ", ".join(f"{name} {n:,}" for name, n in result["parameters"].items())
+            console.say(f"exported the {result['kind'].replace('_', ' ')} of {result['game']} ({params} parameters) to "
+                        f"{result['folder']} ({result['bytes'] / 1e6:.1f} MB, {result['seconds']:.1f} s); "
+                        f"push it with: {result['upload']}")
 
 
 @store_app.command("info")

@@ -7,9 +7,11 @@ grad-scaler and RNG states. Everything in it is tensors and plain Python values,
 needs no pickled code. Saving writes a temporary file and renames it over the old one: a kill
 during a save leaves the previous checkpoint whole.
 
-`read_checkpoint` reads any kind (its `kind` says which); `load_checkpoint` insists on one kind
-and says what to do with another; `recipe_for` picks the recipe a training starts
-from (a named recipe, or the one stored in a checkpoint it continues or builds on).
+`read_checkpoint` reads any kind (its `kind` says which), from a .pt file or from a model folder
+that `wmcli export` wrote (wmcli.base.model_folder: safetensors and JSON, no resume state);
+`load_checkpoint` insists on one kind and says what to do with another; `recipe_for` picks the
+recipe a training starts from (a named recipe, or the one stored in a checkpoint it continues or
+builds on).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from wmcli import __version__
 from wmcli.base.atomic import atomic_path
 from wmcli.base.config import Recipe
 from wmcli.base.errors import WmcliError
+from wmcli.base.model_folder import WEIGHTS_NAME, is_model_folder, read_model_folder
 from wmcli.base.recipe import load_recipe, recipe_from_dict
 
 FORMAT_VERSION = 2
@@ -44,7 +47,10 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file (hex), recorded as the provenance of what a checkpoint was made from."""
+    """The SHA-256 of a file (hex), recorded as the provenance of what a checkpoint was made from
+    (of a model folder: of its weights file)."""
+    if is_model_folder(path):
+        path = Path(path) / WEIGHTS_NAME
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -69,14 +75,18 @@ def load_safely(path: Path, name: str, fix: str, mmap: bool = False):
 
 
 def read_checkpoint(path: str | os.PathLike, expected: str = "a wmcli checkpoint") -> dict:
-    """Load a checkpoint of any kind, with one clear error for a missing or foreign file.
-    `expected` names what the caller wants, for the messages."""
+    """Load a checkpoint of any kind (a .pt file, or a model folder `wmcli export` wrote), with one
+    clear error for a missing or foreign one. `expected` names what the caller wants, for the messages."""
     path = Path(path)
-    if path.is_dir():
+    if is_model_folder(path):
+        ckpt = read_model_folder(path, f"pass {expected}, or a folder `wmcli export` wrote")
+    elif path.is_dir():
         inside = sorted(p.name for p in path.glob("*.pt"))
         hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
-        raise WmcliError(f"{path} is a folder, not a checkpoint file{hint}; pass {expected}")
-    ckpt = load_safely(path, "wmcli checkpoint", f"pass {expected}")
+        raise WmcliError(f"{path} is a folder, not a checkpoint file{hint}; pass {expected}, or a model folder "
+                         f"that `wmcli export` wrote")
+    else:
+        ckpt = load_safely(path, "wmcli checkpoint", f"pass {expected}")
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "format_version" not in ckpt:
         raise WmcliError(f"{path} is not a wmcli checkpoint (no kind/format fields); pass {expected}")
     if ckpt["format_version"] < FORMAT_VERSION:
@@ -105,8 +115,16 @@ def load_checkpoint(path: str | os.PathLike, kind: str, hint: str | None = None)
 
 def checkpoint_to_resume(out: Path, kind: str, resume: bool, overwrite: bool) -> dict | None:
     """What a training continues from: `out`'s checkpoint with --resume, else None (a fresh start).
-    Refuses to replace an existing `out` without --resume or --overwrite, and --resume without it."""
+    Refuses to replace an existing `out` without --resume or --overwrite, and --resume without it;
+    a folder (an exported model among them) is no place to write a training's checkpoint."""
     out = Path(out)
+    if is_model_folder(out) and resume:
+        raise WmcliError(f"cannot resume from {out}: it is a model folder (`wmcli export` wrote it), which holds the "
+                         f"weights but not the optimizer state a training resumes from; resume from the .pt file "
+                         f"the training wrote, or start a new training with another -o")
+    if out.is_dir():
+        raise WmcliError(f"-o {out} is a folder; a training writes one checkpoint file: pass a file name (e.g. "
+                         f"-o {out / ('agent.pt' if kind == 'agent' else 'wm.pt')})")
     if out.exists() and not (resume or overwrite):
         raise WmcliError(f"{out} exists; pass --resume to continue it, or another -o (or --overwrite)")
     if not resume:
