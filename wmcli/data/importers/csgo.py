@@ -95,26 +95,30 @@ class CsgoSource(Source):
                 n = sum(1 for k in f.keys() if re.fullmatch(r"frame_\d+_x", k))
                 if n < 2:
                     raise bad_file(path, f"{n} frame_<i>_x datasets (a file needs 2 or more frames)", EXPECTED)
-                frames, ys, helpers = [], [], []
+                obs, ys, helpers = None, [], []
                 for i in range(n):
-                    for suffix in ("x", "y", "helperarr"):
-                        if f"frame_{i}_{suffix}" not in f:
-                            raise bad_file(path, f"key 'frame_{i}_{suffix}' is missing", EXPECTED)
-                    frames.append(f[f"frame_{i}_x"][()])
-                    ys.append(f[f"frame_{i}_y"][()])
-                    helpers.append(f[f"frame_{i}_helperarr"][()])
+                    names = (f"frame_{i}_x", f"frame_{i}_y", f"frame_{i}_helperarr")
+                    try:
+                        frame, y_i, helper_i = (f[k] for k in names)
+                    except KeyError:
+                        raise bad_file(path, f"key '{next(k for k in names if k not in f)}' is missing", EXPECTED) from None
+                    if obs is None:
+                        if len(frame.shape) != 3 or frame.shape[-1] != 3:
+                            raise bad_file(path, f"frame_0_x has shape {frame.shape}", EXPECTED)
+                        obs = np.empty((n, *frame.shape), np.uint8)
+                    if frame.shape != obs.shape[1:]:
+                        raise bad_file(path, f"frame_{i}_x has shape {frame.shape}, frame_0_x {obs.shape[1:]}", EXPECTED)
+                    obs[i] = frame[()][..., ::-1]  # BGR -> RGB
+                    ys.append(y_i[()])
+                    helpers.append(helper_i[()])
         except OSError as e:
             raise bad_file(path, f"not a readable HDF5 file ({str(e).splitlines()[0][:120]})", EXPECTED) from None
-        shapes = {np.shape(x) for x in frames}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[-1] != 3:
-            raise bad_file(path, f"frames of shapes {sorted(shapes)[:2]}", EXPECTED)
         y = np.asarray(ys, dtype=np.float32)
         if y.shape != (n, ACTION_SIZE):
             raise bad_file(path, f"the frame_<i>_y actions have shape {y.shape[1:]}, not ({ACTION_SIZE},)", EXPECTED)
         helper = np.asarray(helpers, dtype=np.float32).reshape(n, -1)
         if helper.shape[1] < 2:
             raise bad_file(path, f"frame_<i>_helperarr holds {helper.shape[1]} values, not [kill, death]", EXPECTED)
-        obs = np.ascontiguousarray(np.asarray(frames, dtype=np.uint8)[..., ::-1])  # BGR -> RGB
         act = discrete_actions(y)[:-1]  # the action at frame i leads to frame i + 1
         kill, death = helper[1:, 0] > 0.5, helper[1:, 1] > 0.5
         T = n - 1
