@@ -137,7 +137,6 @@ def collect(
     with _user_errors("collect"):
         from wmcli.data.collect import collect_into_store
         from wmcli.data.policy import random_play
-        from wmcli.data.store import summary_rows
 
         options = dict(frame_size=frame_size, sticky_prob=sticky_prob, mode=mode, difficulty=difficulty)
         if policy == "random":  # no agent to load: torch is not imported, so random play starts at once
@@ -148,15 +147,24 @@ def collect(
             play = game_and_policy(env, policy, seed, epsilon, env_options=options)
         with console.progress() as report:
             result = collect_into_store(play.spec, play.policy, play.seed, store, env_steps, num_envs, report)
-        if as_json:
-            console.print_json(result)
-        else:
-            console.say(f"collected {count(result['env_steps'], 'step')}, {count(result['episodes_written'], 'episode')} "
-                        f"({result['env_steps_per_s']:.0f} steps/s) into {result['store']}")
-            console.print_table(f"store {result['store']}", summary_rows(result["store_summary"]))
-        if result["interrupted"]:
-            console.note("interrupted; every finished episode is in the store")
-            raise typer.Exit(code=130)
+        _filled_store(result, as_json, f"collected {count(result['env_steps'], 'step')}, "
+                      f"{count(result['episodes_written'], 'episode')} ({result['env_steps_per_s']:.0f} steps/s) "
+                      f"into {result['store']}", "every finished episode is in the store")
+
+
+def _filled_store(result: dict, as_json: bool, line: str, kept: str) -> None:
+    """What `collect` and `store import` print: the result as JSON, or `line` and the store's table;
+    exit 130 (saying what was `kept`) when Ctrl-C stopped the work."""
+    from wmcli.data.store import summary_rows
+
+    if as_json:
+        console.print_json(result)
+    else:
+        console.say(line)
+        console.print_table(f"store {result['store']}", summary_rows(result["store_summary"]))
+    if result["interrupted"]:
+        console.note(f"interrupted; {kept}")
+        raise typer.Exit(code=130)
 
 
 @app.command("train-wm")
@@ -797,20 +805,14 @@ def store_import(
     """
     with _user_errors("store import"):
         from wmcli.data.importers import import_episodes
-        from wmcli.data.store import summary_rows
 
         with console.progress() as report:
             result = import_episodes(src, store, format, game, name, frame_size, num_actions, limit, report)
-        if as_json:
-            console.print_json(result)
-        else:
-            rate = f", {result['frames_per_s']:.0f} frames/s" if result["frames_per_s"] else ""
-            console.say(f"imported {count(result['episodes_imported'], 'episode')} ({result['frames_imported']:,} frames"
-                        f"{rate}) from {result['source']} ({result['format']}); {result['episodes_skipped']} already there")
-            console.print_table(f"store {result['store']}", summary_rows(result["store_summary"]))
-        if result["interrupted"]:
-            console.note("interrupted; every finished episode is in the store, and running again goes on")
-            raise typer.Exit(code=130)
+        rate = f", {result['frames_per_s']:.0f} frames/s" if result["frames_per_s"] else ""
+        _filled_store(result, as_json, f"imported {count(result['episodes_imported'], 'episode')} "
+                      f"({result['frames_imported']:,} frames{rate}) from {result['source']} ({result['format']}); "
+                      f"{result['episodes_skipped']} already there",
+                      "every finished episode is in the store, and running again goes on")
 
 
 @app.command()
