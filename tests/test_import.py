@@ -426,6 +426,10 @@ def test_an_imported_store_trains_a_world_model_but_is_not_played(tmp_path):
     r = runner.invoke(app, ["train-wm", "--store", str(tmp_path / "store"), "-o", str(tmp_path / "wm.pt"), "--steps", "2",
                             "--json", *sets])
     assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["export", str(tmp_path / "wm.pt"), "-o", str(tmp_path / "folder")])
+    assert r.exit_code == 0, r.stderr
+    card = (tmp_path / "folder" / "README.md").read_text()
+    assert "- recorded-data" in card and "recorded data of my-game" in card and "Atari" not in card
     from wmcli.data.env import make_env
 
     with pytest.raises(WmcliError, match="my-game was imported from recorded data .* no real game to play"):

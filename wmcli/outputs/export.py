@@ -100,7 +100,7 @@ def model_card(ckpt: dict, folder_name: str, params: dict[str, int], results: di
     """README.md of the folder: Hugging Face front matter, then the model, protocol, use, results."""
     env, recipe = ckpt["env"], ckpt.get("recipe", {})
     world = ckpt["kind"] == "world_model"
-    suite = "minatar" if env.get("kind") == "minatar" else "atari"
+    suite = {"minatar": "minatar", "ale": "atari"}.get(env.get("kind", "ale"), "recorded-data")
     tags = ["world-model", "diffusion", suite, "reinforcement-learning", "diamond"] + ([] if world else ["actor-critic"])
     front = yaml.safe_dump({"library_name": "wmcli", "tags": tags}, sort_keys=False)
     game = env["name"]
@@ -132,8 +132,10 @@ def model_card(ckpt: dict, folder_name: str, params: dict[str, int], results: di
     lines += ["", "The recipe values that shape it (config.json holds the whole resolved recipe):", ""]
     lines += [f"- `{k}`: {v}" for k, v in _recipe_values(recipe, world)]
     lines += ["", "## Environment protocol", "",
-              f"Frames and actions as wmcli's {_suite_name(suite)} env makes them; a policy or a real start must "
-              f"follow the same protocol:", ""]
+              (f"Frames and actions as wmcli's {_suite_name(suite)} env makes them; a policy or a real start must "
+               f"follow the same protocol:" if suite != "recorded-data" else
+               "Frames and actions as `wmcli store import` brought them in from recorded data (no emulator behind "
+               "them: dreams start from real frames of a store, `--store`):"), ""]
     lines += [f"- {PROTOCOL_NAMES.get(k, k)}: {v}" for k, v in env.get("protocol", {}).items() if v is not None]
     lines += ["", "## Measured results", ""]
     lines += _result_lines(results) or ["No measured results came with the checkpoint (no held-out validation or "
@@ -167,7 +169,8 @@ def model_card(ckpt: dict, folder_name: str, params: dict[str, int], results: di
 
 
 def _suite_name(suite: str) -> str:
-    return "MinAtar" if suite == "minatar" else "Atari (ALE)"
+    """How the card names where the game's frames come from (a store of recorded data has no emulator)."""
+    return {"minatar": "MinAtar", "atari": "Atari (ALE)"}.get(suite, "recorded data of")
 
 
 def _provenance(ckpt: dict) -> list[tuple[str, str]]:
