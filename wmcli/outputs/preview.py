@@ -31,6 +31,8 @@ from wmcli.data.store import Episode, Store
 from wmcli.outputs.video import BAND_HEIGHT, SHOWN_SIZE, default_scale, text_band, tile, upscale, video_writer
 
 LAYOUTS = ("grid", "sequence")
+CAPTION_COLOUR = (48, 48, 48)
+"""The caption's background: dark grey, apart from the black of most games (MinAtar's, Atari's borders)."""
 ENDING_COLOURS = {"done": (140, 0, 0), "cut": (110, 90, 0), "capped": (0, 60, 130)}
 """The caption's background on an episode's last frame: game over red, cut ochre, capped by max_steps blue."""
 DEFAULT_EPISODES = 4
@@ -118,7 +120,7 @@ def _captioned(ep: Episode, t: int, index: int, returns: np.ndarray, ending: str
     # The default font's space is 2 px: two within a pair, four between pairs, read as one and two.
     text = f"ep  {index}    t  {t}    R  {returns[t]:g}"
     if t < len(ep.obs) - 1:
-        return np.concatenate([frame, text_band(frame.shape[1], text)])
+        return np.concatenate([frame, text_band(frame.shape[1], text, background=CAPTION_COLOUR)])
     return np.concatenate([frame, text_band(frame.shape[1], f"{text}    {ending}", background=ENDING_COLOURS[ending])])
 
 
