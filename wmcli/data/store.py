@@ -249,7 +249,8 @@ class Store:
 
     def read_episode(self, path: Path, frames: bool = True, max_steps: int | None = None) -> Episode:
         """One episode; frames=False skips the frames (obs is then empty) for fast summaries;
-        max_steps: only its first steps (and their max_steps + 1 frames), read without the rest."""
+        max_steps: only its first steps (and their max_steps + 1 frames), read without the rest (attrs
+        as recorded: `length` stays the whole episode's)."""
         with self._open_h5(path) as f:
             try:
                 self._check(path, f)
