@@ -32,7 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: wraps evenly at any width, no <bool> type column
 )
-store_app = typer.Typer(help="Inspect, import and shape trajectory stores.", no_args_is_help=True, rich_markup_mode=None)
+store_app = typer.Typer(help="Look at, bring in and shape trajectory stores: info, import, preview, merge, split.",
+                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(store_app, name="store")
 recipes_app = typer.Typer(help="The built-in recipes: list them, or print one as YAML to start your own from.",
                           invoke_without_command=True, rich_markup_mode=None)
@@ -186,7 +187,8 @@ def train_wm(
     skip_bad: Annotated[bool, typer.Option(help="Skip unreadable episode files.")] = False,
     val_store: Annotated[
         Optional[Path], typer.Option(help="Validate on this store's episodes (e.g. a run's test_store/) and train on every "
-                                          "episode of --store (default: hold out train_wm.val_fraction of --store).")
+                                          "episode of --store (default: hold out the episodes recorded by wmcli store split, "
+                                          "else train_wm.val_fraction of --store).")
     ] = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
@@ -770,10 +772,160 @@ def store_info(
             for bad, why in st.bad_files():
                 console.note(f"skipping {bad.name}: {why.split(': ', 1)[-1].split(';')[0]}")
         s = summarize(st, skip_bad=skip_bad)
+        held, line = _held_out_record(st)
+        s["held_out_recorded"] = held
         if as_json:
             console.print_json(s)
         else:
-            console.print_table(f"store {s['store']}", summary_rows(s))
+            console.print_table(f"store {s['store']}", [*summary_rows(s), ("held out (recorded)", line)])
+
+
+def _held_out_record(store) -> tuple[dict | None, str]:
+    """The store's recorded held-out split (wmcli store split) for `store info`: the numbers (None
+    without one) and a few words. A damaged record is said, not fatal: info is for looking."""
+    from wmcli.data.shaping import split_summary
+
+    try:
+        r = split_summary(store)
+    except WmcliError as e:
+        return {"error": str(e)}, f"unreadable: {str(e).split(': ', 1)[-1]}"
+    if not r["recorded"]:
+        return None, "none (train-wm holds out train_wm.val_fraction by a hash of the names)"
+    r.pop("held_out_episodes")
+    gone = f", {r['missing']} recorded ones gone" if r["missing"] else ""
+    return r, f"{count(r['held_out'], 'episode')} ({_how_drawn(r)}{gone}); {r['training']} train"
+
+
+def _how_drawn(r: dict) -> str:
+    return "carried over by a merge" if r["merged_from"] else f"fraction {r['fraction']}, seed {r['seed']}"
+
+
+@store_app.command("preview")
+def store_preview(
+    path: Annotated[Path, typer.Argument(metavar="STORE", help="Store folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The video: .mp4 or .gif.")] = Path("episodes.mp4"),
+    episodes: Annotated[
+        Optional[str], typer.Option(help="Episodes by index in the store's order (0 = oldest, -1 = newest), e.g. "
+                                         "0,3,5-8 or -4--1 (default: the first 4).")
+    ] = None,
+    layout: Annotated[str, typer.Option(help="grid: side by side, a finished one holding its last frame; sequence: "
+                                             "one after another.")] = "grid",
+    fps: Annotated[float, typer.Option(min=1, help="Frames per second (15: real time at frame skip 4).")] = 15.0,
+    scale: Annotated[
+        Optional[int], typer.Option(min=1, help="Nearest-neighbour upscaling (default: about 256 px a frame, less in "
+                                                "grids of more than 4).")
+    ] = None,
+    max_steps: Annotated[int, typer.Option(min=1, help="Steps shown of each episode, from its start (the rest is not "
+                                                        "read).")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Watch a store's episodes: a video with each episode's index, step and return so far.
+
+    Only the episodes asked for are read. Under each frame: ep (index), t (step), R (return so
+    far), and on its last frame why it stops: done (game over), cut (truncated) or capped
+    (--max-steps).
+    """
+    with _user_errors("store preview"):
+        from wmcli.outputs.preview import PreviewConfig, preview_store
+
+        cfg = PreviewConfig(episodes=episodes, layout=layout, fps=fps, scale=scale, max_steps=max_steps)
+        with console.progress() as report:
+            r = preview_store(path, output, cfg, on_progress=report)
+        if as_json:
+            console.print_json(r)
+            return
+        shown = ", ".join(map(str, r["episodes"]))
+        console.say(f"wrote {r['output']}: {count(len(r['episodes']), 'episode')} of {r['game']} ({shown}) as a "
+                    f"{r['layout']}, {r['frames']} frames ({r['seconds_of_video']:.1f} s at {r['fps']:g} fps), "
+                    f"{r['size'][1]}x{r['size'][0]}")
+        if r["capped"]:
+            console.note(f"episodes {', '.join(map(str, r['capped']))} are longer than --max-steps {max_steps}: "
+                         f"shown up to it (\"capped\")")
+
+
+@store_app.command("merge")
+def store_merge(
+    sources: Annotated[list[Path], typer.Argument(metavar="STORE...", help="Stores of one game and protocol.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The new store (built beside it, renamed into place "
+                                                                  "at the end).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing -o store, only when every episode in it is in "
+                                                 "the stores merged (nothing is lost).")] = False,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy the episode files (default: hard links where the file "
+                                                      "system allows; copies elsewhere).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge stores into a new one; the sources are not changed.
+
+    All must hold one game, protocol, frame shape and action set. Episode files keep their names
+    (so their order by landing time) and attributes; they are hard links of the sources' files
+    (episode files are never changed in place) unless --copy or another file system. Episodes
+    still under way (partial/) are not merged. Held-out records (wmcli store split) carry over.
+    """
+    with _user_errors("store merge"):
+        from wmcli.data.shaping import merge_stores
+
+        r = merge_stores(sources, output, overwrite=overwrite, copy=copy)
+        if as_json:
+            console.print_json(r)
+            return
+        per = ", ".join(f"{n} from {s}" for n, s in zip(r["per_source"], r["sources"]))
+        how = f"{r['linked']} linked, {r['copied']} copied" if r["linked"] and r["copied"] else (
+            "hard links" if r["linked"] else "copies")
+        console.say(f"merged {count(r['episodes'], 'episode')} of {r['game']} into {r['output']} ({per}; {how}, "
+                    f"{r['bytes'] / 1e6:.1f} MB)")
+        if r["duplicates"]:
+            console.note(f"{count(r['duplicates'], 'episode')} found in two stores taken once")
+        if r["unfinished_not_merged"]:
+            console.note(f"{count(r['unfinished_not_merged'], 'unfinished episode')} (partial/) not merged: only "
+                         f"finished episodes are")
+        if r["held_out"] is not None:
+            console.note(f"held-out records carried over: {count(r['held_out'], 'episode')} held out in {r['output']} "
+                         f"(from {', '.join(r['held_out_from'])}); the other episodes train")
+
+
+@store_app.command("split")
+def store_split(
+    path: Annotated[Path, typer.Argument(metavar="STORE", help="Store folder.")],
+    held_out: Annotated[
+        Optional[float], typer.Option(help="Fraction of the finished episodes to hold out, drawn "
+                                                              "at random (whole episodes; at least 1 of 2 or more).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the draw: the same store and seed draw the same episodes.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Draw again over a recorded split.")] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the recorded split (back to the hash split).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the held-out episodes that train-wm, distill and eval --store use.
+
+    The list is written to STORE/held-out.json; from then on those exact episodes are held out
+    (train_wm.val_fraction is not used) and episodes added later train. Without --held-out or
+    --clear: show the recorded split.
+    """
+    with _user_errors("store split"):
+        from wmcli.data.shaping import clear_split, record_split, split_summary
+        from wmcli.data.store import Store
+
+        if clear and held_out is not None:
+            raise WmcliError("give --held-out or --clear, not both")
+        st = Store.open(path)
+        if clear:
+            had = clear_split(st)
+            console.say(f"removed the held-out record of {st.path}" if had else f"{st.path} records no split")
+            return
+        r = record_split(st, held_out, seed, overwrite) if held_out is not None else split_summary(st)
+        if as_json:
+            console.print_json(r)
+        elif not r["recorded"]:
+            console.say(f"{st.path} records no split: train-wm holds out train_wm.val_fraction of it by a hash of "
+                        f"each file name (record one with --held-out 0.1)")
+        else:
+            console.print_table(f"held-out split of {st.path}", [
+                ("held out", f"{count(r['held_out'], 'episode')}" + (f" ({r['missing']} recorded ones gone)"
+                                                                     if r["missing"] else "")),
+                ("training", f"{count(r['training'], 'episode')}"),
+                ("drawn", _how_drawn(r) + f", of {r['episodes_at_split']} episodes"),
+                ("record", r["file"]),
+            ])
 
 
 @store_app.command("import")

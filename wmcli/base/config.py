@@ -389,7 +389,8 @@ class TrainWMConfig:
     end_on_life_loss: bool = True
     """Train the end head with a life loss counted as an end (DIAMOND: true)."""
     val_fraction: float = 0.1
-    """Share of episodes held out for validation, chosen by a hash of their file names."""
+    """Share of episodes held out for validation, chosen by a hash of their file names; unused when the
+    store records its held-out episodes (`wmcli store split`): then exactly those are held out."""
     val_batches: int = 4
     """Batches per validation."""
     log_every: int = 50
@@ -460,7 +461,8 @@ class DistillConfig:
     sample_weights: tuple[float, ...] | None = (0.1, 0.1, 0.1, 0.7)
     """Recency weighting of the context windows, as train_wm.sample_weights."""
     val_fraction: float = 0.1
-    """Share of the store's episodes held out for validation (the same hash split as train_wm's)."""
+    """Share of the store's episodes held out for validation (the same hash split as train_wm's; unused
+    when the store records its held-out episodes, `wmcli store split`)."""
     val_batches: int = 4
     """Batches per validation."""
     log_every: int = 50

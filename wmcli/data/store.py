@@ -4,6 +4,7 @@
     STORE/episodes/<time>-<id>.h5   one finished episode: obs, act, rew, end, life_loss, trunc, attributes
     STORE/partial/<id>.h5      an episode still under way (`wmcli run`): its steps so far, replaced
                                as it grows, removed once it lands in episodes/ under the same id
+    STORE/held-out.json        optional: the episodes held out for validation (`wmcli store split`)
 
 Why one file per episode: a rename is atomic, so a writer killed at any moment leaves every
 finished episode whole and at most a hidden `.tmp-*` file that readers skip; several writers
@@ -46,6 +47,8 @@ FORMAT = "wmcli-store/1"
 META_NAME = "wmcli-store.json"
 EPISODES_DIR = "episodes"
 PARTIAL_DIR = "partial"
+HELD_OUT_NAME = "held-out.json"
+HELD_OUT_FORMAT = "wmcli-held-out/1"
 STEP_DTYPES = {"act": np.int64, "rew": np.float32, "end": bool, "life_loss": bool, "trunc": bool}
 """The arrays of one value per step, and their types (in the store, in RAM, in segments)."""
 STEP_KEYS = tuple(STEP_DTYPES)
@@ -136,13 +139,11 @@ class Store:
             except FileExistsError:
                 pass  # another writer created it first; check it below
         store = cls.open(path)
-        theirs = {k: store.meta["env"].get(k) for k in ENV_IDENTITY}
-        ours = {k: json.loads(json.dumps(env.get(k))) for k in ENV_IDENTITY}
-        if theirs != ours:
-            diff = [k for k in ENV_IDENTITY if theirs[k] != ours[k]]
+        diff = env_differences(store.env, env)
+        if diff:
             raise WmcliError(
-                f"store {path} holds {theirs['name']} episodes with other {', '.join(diff)}; "
-                f"use another --store for {ours['name']} with these settings"
+                f"store {path} holds {store.env.get('name')} episodes with other {', '.join(diff)}; "
+                f"use another --store for {env.get('name')} with these settings"
             )
         return store
 
@@ -254,13 +255,17 @@ class Store:
         except (WmcliError, OSError):
             return {}
 
-    def read_episode(self, path: Path, frames: bool = True) -> Episode:
-        """One episode; frames=False skips the frames (obs is then empty) for fast summaries."""
+    def read_episode(self, path: Path, frames: bool = True, max_steps: int | None = None) -> Episode:
+        """One episode; frames=False skips the frames (obs is then empty) for fast summaries;
+        max_steps: only its first steps (and their max_steps + 1 frames), read without the rest (attrs
+        as recorded: `length` stays the whole episode's)."""
         with self._open_h5(path) as f:
             try:
                 self._check(path, f)
-                steps = {k: f[k][()].astype(STEP_DTYPES[k]) for k in STEP_KEYS}
-                obs = f["obs"][()] if frames else np.zeros((0, *self.env["frame_shape"]), np.uint8)
+                head = slice(None) if max_steps is None else slice(max_steps)
+                steps = {k: f[k][head].astype(STEP_DTYPES[k]) for k in STEP_KEYS}
+                frames_head = slice(None) if max_steps is None else slice(max_steps + 1)
+                obs = f["obs"][frames_head] if frames else np.zeros((0, *self.env["frame_shape"]), np.uint8)
                 attrs = {k: _attr(v) for k, v in f.attrs.items()}
             except OSError as e:  # truncated or corrupted chunks
                 raise _bad(path, f"damaged data ({e})") from None
@@ -285,10 +290,62 @@ class Store:
                 bad.append((path, str(e)))
         return bad
 
+    # ---- the recorded held-out split (held-out.json, `wmcli store split`) -----------------
+
+    def held_out(self) -> list[str] | None:
+        """The episode file names recorded as held out, or None when the store records no split."""
+        record = self.held_out_record()
+        return None if record is None else record["held_out"]
+
+    def held_out_record(self) -> dict | None:
+        """held-out.json as recorded (format, fraction, seed, when, held_out: file names), or None."""
+        path = self.path / HELD_OUT_NAME
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise _bad_record(self.path, e.strerror or type(e).__name__) from None
+        try:
+            record = json.loads(text)
+        except ValueError as e:
+            raise _bad_record(self.path, f"not JSON: {e}") from None
+        names = record.get("held_out") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or record.get("format") != HELD_OUT_FORMAT:
+            raise _bad_record(self.path, f"not a {HELD_OUT_FORMAT} record")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _bad_record(self.path, "'held_out' is not a list of episode file names")
+        return record
+
+    def split(self, val_fraction: float) -> tuple[list[Path], list[Path]]:
+        """Training and held-out finished episodes, oldest first: the recorded split when the store
+        has one (val_fraction is then unused; episodes landed after it train), else `split_episodes`."""
+        paths = self.episode_paths()
+        held = self.held_out()
+        if held is None:
+            return split_episodes(paths, val_fraction)
+        held = set(held)
+        return [p for p in paths if p.name not in held], [p for p in paths if p.name in held]
+
     # ---- writing ---------------------------------------------------------------------------
 
     def writer(self, attrs: dict | None = None) -> EpisodeWriter:
         return EpisodeWriter(self, attrs or {})
+
+
+def _bad_record(path: Path, why: str) -> WmcliError:
+    return WmcliError(
+        f"{path / HELD_OUT_NAME}: unreadable held-out record ({why}); draw the split again with "
+        f"`wmcli store split {path} --held-out 0.1 --overwrite`, or drop it with `wmcli store split {path} --clear`"
+    )
+
+
+def env_differences(theirs: dict, ours: dict) -> list[str]:
+    """The identity fields (ENV_IDENTITY) in which two envs (EnvSpec.to_dict()) differ: what must
+    agree for episodes to share a store."""
+    a = {k: json.loads(json.dumps(theirs.get(k))) for k in ENV_IDENTITY}
+    b = {k: json.loads(json.dumps(ours.get(k))) for k in ENV_IDENTITY}
+    return [k for k in ENV_IDENTITY if a[k] != b[k]]
 
 
 def _attr(v):

@@ -32,7 +32,7 @@ from wmcli.data.collect import EpisodeBuilder
 from wmcli.data.play import VectorPlayer
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
-from wmcli.data.store import Store, split_episodes
+from wmcli.data.store import Store
 from wmcli.outputs.video import write_frames
 from wmcli.world.agent import game_and_policy
 from wmcli.world.measure import evaluate_world_model
@@ -322,9 +322,11 @@ def measure_world_model(checkpoint: str | Path, store_path: str | Path, segments
     store = Store.open(store_path)
     store.spec.check_fits(wm.spec, f"store {store_path}", f"world model {checkpoint}", "pass a store of its game",
                           same_game=True)
-    episodes = split_episodes(store.episode_paths(), wm.recipe.train_wm.val_fraction)[1]
+    episodes = store.split(wm.recipe.train_wm.val_fraction)[1]  # the recorded split, else by hash
     if not episodes:
-        raise WmcliError(f"store {store_path} has no held-out episode (it needs 2 or more episodes)")
+        why = ("its recorded split (held-out.json) holds none out: record another with `wmcli store split "
+               f"{store_path} --held-out 0.1 --overwrite`" if store.held_out() is not None else "it needs 2 or more episodes")
+        raise WmcliError(f"store {store_path} has no held-out episode ({why})")
     result = evaluate_world_model(wm, EpisodeBuffer(store, episodes=episodes), segments=segments, horizon=horizon,
                                   seed=seed, device=device)
     return {"kind": "world_model", "checkpoint": str(checkpoint), "store": str(store_path), "game": wm.spec.name,

@@ -37,7 +37,7 @@ from wmcli.base.runtime import Runtime, lr_at, make_optimizer, step_generators, 
 from wmcli.base.signals import stop_on_sigint
 from wmcli.data.disk_buffer import open_buffer
 from wmcli.data.prefetch import batches_for
-from wmcli.data.store import Store, split_episodes
+from wmcli.data.store import Store
 from wmcli.models.denoiser import Denoiser
 from wmcli.models.sampler import sample_next_obs
 from wmcli.training.loop import MetricsLog, check_finite, ddp, gradient_step, stop_here
@@ -136,7 +136,7 @@ def distill_world_model(
     paths = store.episode_paths()
     if not paths and not store.partial_paths():
         raise WmcliError(f"store {store_path} has no episodes; fill it with `wmcli collect --store {store_path}`")
-    train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
+    train_paths, val_paths = store.split(cfg.val_fraction)  # the recorded split (wmcli store split), else by hash
     train_buf, data_why = open_buffer(store, train_paths + store.partial_paths(), cfg.data, cfg.ram_budget_gb, skip_bad,
                                       "distill")
     val_buf = open_buffer(store, val_paths, cfg.data, cfg.ram_budget_gb, skip_bad, "distill")[0] if val_paths else None

@@ -36,7 +36,7 @@ from wmcli.base.signals import stop_on_sigint
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.disk_buffer import open_buffer
 from wmcli.data.prefetch import Staged
-from wmcli.data.store import Store, split_episodes
+from wmcli.data.store import Store
 from wmcli.training.loop import MetricsLog, check_finite, ddp, gradient_step, stop_here
 from wmcli.world.batches import (
     DenoiserLoss,
@@ -99,7 +99,8 @@ def train_world_model(
     save) after the first step past this wall-clock budget. val_store: validate on this store's
     episodes and train on all of `store_path`'s (episodes under way included); while it holds
     no episode yet (or does not exist), validation is skipped and the metrics say so
-    (`val/skipped`). None: hold out `train_wm.val_fraction` of the store's finished episodes.
+    (`val/skipped`). None: hold out the store's recorded held-out episodes (`wmcli store split`),
+    else `train_wm.val_fraction` of its finished episodes (`Store.split`).
     """
     cfg = recipe.train_wm
     out = Path(out)
@@ -130,7 +131,7 @@ def train_world_model(
         train_buf, data_why = open_buffer(store, store.training_paths(), cfg.data, cfg.ram_budget_gb, skip_bad)
         val_buf, val_skipped = _validation_buffer(Path(val_store), spec, store_path, skip_bad, cfg)
     else:
-        train_paths, val_paths = split_episodes(paths, cfg.val_fraction)
+        train_paths, val_paths = store.split(cfg.val_fraction)  # the recorded split (wmcli store split), else by hash
         train_buf, data_why = open_buffer(store, train_paths + store.partial_paths(), cfg.data, cfg.ram_budget_gb, skip_bad)
         val_buf = open_buffer(store, val_paths, cfg.data, cfg.ram_budget_gb, skip_bad)[0] if val_paths else None
 
