@@ -6,7 +6,7 @@ hidden sibling folder and renames it into place at the end, so a kill leaves no 
 episode files are hard-linked (they are never changed in place: only replaced by a rename or
 removed) or copied, names and attributes kept, the sources untouched. `record_split` draws the
 held-out episodes once, with a seed, and writes them to STORE/held-out.json; from then on
-`Store.split` (what train-wm, distill and eval use) returns exactly that list. docs/data_shaping.md.
+`Store.split` (what train-wm, distill and eval use) returns exactly that list. docs/data.md.
 """
 
 from __future__ import annotations
