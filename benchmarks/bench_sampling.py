@@ -44,7 +44,8 @@ from wmcli.base.config import EnvConfig  # noqa: E402
 from wmcli.data.buffer import EpisodeBuffer  # noqa: E402
 from wmcli.data.collect import collect  # noqa: E402
 from wmcli.data.env import make_spec  # noqa: E402
-from wmcli.data.store import Store, summarize  # noqa: E402
+from wmcli.data.store import Store  # noqa: E402
+from wmcli.data.store_summary import summarize  # noqa: E402
 
 # (batch, seq_len, pad_before, pad_after): denoiser segments with 3 frames of padding allowed
 # before an episode's start; DIAMOND's 4 conditioning + 1 target + 1 frames; reward/end model

@@ -14,7 +14,8 @@ from wmcli.base.errors import WmcliError
 from wmcli.data.buffer import EpisodeBuffer
 from wmcli.data.collect import collect
 from wmcli.data.env import make_spec
-from wmcli.data.store import Store, summarize
+from wmcli.data.store import Store
+from wmcli.data.store_summary import summarize
 
 
 def _episodes(store):

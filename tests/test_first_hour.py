@@ -97,7 +97,8 @@ def test_store_summary_of_minatar_and_lengths_of_whole_games(tmp_path):
 
     from wmcli.base.config import EnvConfig
     from wmcli.data.env import make_spec
-    from wmcli.data.store import Store, summarize, summary_rows
+    from wmcli.data.store import Store
+    from wmcli.data.store_summary import summarize, summary_rows
 
     spec = make_spec(EnvConfig(game="minatar:Breakout"))
     store = Store.create_or_open(tmp_path / "s", spec.to_dict())

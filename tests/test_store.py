@@ -13,7 +13,8 @@ from wmcli.base.config import EnvConfig
 from wmcli.base.errors import WmcliError
 from wmcli.data.buffer import EpisodeBuffer, recency_weights
 from wmcli.data.env import make_spec
-from wmcli.data.store import Store, summarize
+from wmcli.data.store import Store
+from wmcli.data.store_summary import summarize
 
 
 @pytest.fixture()

@@ -156,7 +156,7 @@ def collect(
 def _filled_store(result: dict, as_json: bool, line: str, kept: str) -> None:
     """What `collect` and `store import` print: the result as JSON, or `line` and the store's table;
     exit 130 (saying what was `kept`) when Ctrl-C stopped the work."""
-    from wmcli.data.store import summary_rows
+    from wmcli.data.store_summary import summary_rows
 
     if as_json:
         console.print_json(result)
@@ -765,7 +765,8 @@ def store_info(
 ) -> None:
     """Episodes, frames, returns, action histogram and protocol of a store."""
     with _user_errors("store info"):
-        from wmcli.data.store import Store, summarize, summary_rows
+        from wmcli.data.store import Store
+        from wmcli.data.store_summary import summarize, summary_rows
 
         st = Store.open(path)
         if skip_bad:

@@ -23,7 +23,8 @@ from wmcli.data.env import default_store_path
 from wmcli.data.play import VectorPlayer
 from wmcli.data.policy import Policy, RandomPolicy
 from wmcli.data.spec import EnvSpec
-from wmcli.data.store import STEP_KEYS, Episode, Store, summarize
+from wmcli.data.store import STEP_KEYS, Episode, Store
+from wmcli.data.store_summary import summarize
 
 
 class EpisodeBuilder:

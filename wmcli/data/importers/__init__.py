@@ -43,7 +43,8 @@ from wmcli.data.importers.diamond import DiamondSource
 from wmcli.data.importers.minari_datasets import MinariSource, data_path
 from wmcli.data.importers.source import Source, SourceEpisode
 from wmcli.data.importers.videos import ACTIONS_FILE, VideoSource
-from wmcli.data.store import Episode, Store, summarize
+from wmcli.data.store import Episode, Store
+from wmcli.data.store_summary import summarize
 
 FORMATS: dict[str, type[Source]] = {
     "diamond": DiamondSource, "csgo": CsgoSource, "minari": MinariSource, "arrays": ArraySource, "videos": VideoSource,
