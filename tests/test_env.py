@@ -164,6 +164,7 @@ def test_minatar_frames_and_determinism():
     np.testing.assert_array_equal(a, play(1))
 
 
+@pytest.mark.slow
 def test_both_paths_draw_no_ops_in_zero_to_noop_max_minus_one():
     """The range docs/env.md states: ale-py's vector env draws [0, noop_max - 1] (read off the
     episode frame number after reset), and the numpy path draws the same."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run_wmcli
 
 from wmcli.data.store import Store
@@ -27,6 +28,7 @@ def ok(*args: str) -> dict:
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_collect_train_wm_train_agent_eval_collect(tmp_path):
     st, wm, agent = tmp_path / "store", tmp_path / "wm.pt", tmp_path / "agent.pt"
     c = ok("collect", "--env", "minatar:Breakout", "--frame-size", "10", "--env-steps", "1500", "--store", str(st),

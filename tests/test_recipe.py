@@ -185,7 +185,6 @@ def test_cli_lists_and_shows_recipes(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "did you mean tiny" in r.stderr
 
 
-@pytest.mark.slow
 def test_a_wheel_carries_the_recipes(tmp_path):
     """`pip install .` or a wheel finds the recipes: they are package data."""
     import subprocess

@@ -7,6 +7,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 from conftest import popen_wmcli, run_wmcli
 
 from wmcli.data.store import Store
@@ -93,6 +94,7 @@ def test_plot_bad_inputs(tmp_path):
     assert r.returncode == 1 and "not found" in r.stderr
 
 
+@pytest.mark.slow
 def test_run_killed_and_resumed_loses_nothing(tmp_path):
     d = tmp_path / "run"
     args = ["run", "--recipe", "minatar", "--run-dir", str(d), *sets("run.epochs=2", "train_wm.steps=400",

@@ -38,6 +38,7 @@ def metrics(out):
     return [json.loads(line) for line in out.with_suffix(".metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_loss_falls_on_real_frames(breakout_store, tmp_path):
     out = tmp_path / "wm.pt"
     r = runner.invoke(app, ["train-wm", "--store", str(breakout_store.path), "-o", str(out), "--steps", "60", "--json",

@@ -342,6 +342,7 @@ def video_wm(tmp_path_factory, breakout_store):
     return out
 
 
+@pytest.mark.slow
 def test_micro_video_model_learns_through_its_stages(video_wm):
     lines = [json.loads(x) for x in video_wm.with_suffix(".metrics.jsonl").read_text().splitlines()]
     assert [m["charts/window"] for m in lines] == [2, 2, 4, 4]
@@ -353,6 +354,7 @@ def test_micro_video_model_learns_through_its_stages(video_wm):
     assert isinstance(wm.denoiser, VideoDenoiser) and wm.recipe.denoiser.kind == "video"
 
 
+@pytest.mark.slow
 def test_resume_replays_a_straight_run_across_a_stage_boundary(breakout_store, tmp_path):
     sets = [*MICRO, "denoiser.video.temporal_attn=[false,true]", "train_wm.log_every=1", "train_wm.val_every=100",
             "train_wm.checkpoint_every=3", "train_wm.video.stages=[{steps: 2, window: 2, still_fraction: 0.5}, {steps: 3, window: 3}]"]
@@ -366,6 +368,7 @@ def test_resume_replays_a_straight_run_across_a_stage_boundary(breakout_store, t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_imagination_env_dreams_with_a_video_model(video_wm, breakout_store):
     wm = load_world_model(video_wm)
     env = WorldModelEnv(wm, EpisodeBuffer(breakout_store).contexts(wm.num_context), num_envs=3, horizon=4, seed=0)
@@ -379,6 +382,7 @@ def test_imagination_env_dreams_with_a_video_model(video_wm, breakout_store):
     assert env.next_frame.win.first.tolist() == [4, 0, 2]
 
 
+@pytest.mark.slow
 def test_rollouts_with_actions_ahead_or_one_at_a_time(video_wm, breakout_store):
     wm = load_world_model(video_wm)
     seg = EpisodeBuffer(breakout_store).sample(np.random.default_rng(0), 2, 4 + 5)
@@ -393,6 +397,7 @@ def test_rollouts_with_actions_ahead_or_one_at_a_time(video_wm, breakout_store):
     assert torch.equal(ahead[:, 0], blind[:, 0])  # the first frame's actions are all known either way
 
 
+@pytest.mark.slow
 def test_cli_imagine_train_agent_and_eval_take_a_video_model(video_wm, breakout_store, tmp_path):
     r = run_wmcli("imagine", str(video_wm), "--horizon", "5", "-o", str(tmp_path / "v.gif"), "--json", "--seed", "0")
     assert r.returncode == 0, r.stderr
@@ -419,6 +424,7 @@ def test_cli_imagine_train_agent_and_eval_take_a_video_model(video_wm, breakout_
     assert len(json.loads(r.stdout)["psnr_per_step"]) == 3
 
 
+@pytest.mark.slow
 def test_play_headless_with_a_video_model_and_a_restart(video_wm, tmp_path):
     keys = tmp_path / "keys.txt"
     keys.write_text("RIGHT *3\nrestart\nsteps 9\nLEFT *2\n")  # 9 steps: more than 4 frames in flight can take
@@ -450,6 +456,7 @@ def test_run_makes_the_whole_loop_with_a_video_model(tmp_path):
     assert load_world_model(d / "wm.pt").denoiser.kind == "video"
 
 
+@pytest.mark.slow
 def test_distill_refuses_a_video_model(video_wm, tmp_path):
     r = run_wmcli("distill", str(video_wm), "-o", str(tmp_path / "s.pt"))
     assert r.returncode != 0 and "video world model" in r.stderr and "evals_per_frame" in r.stderr
