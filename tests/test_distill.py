@@ -45,6 +45,7 @@ def teacher(tmp_path_factory, breakout_store):
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_the_students_error_against_the_teacher_falls(teacher, tmp_path):
     out = tmp_path / "wm1.pt"
     r = distill_world_model(teacher, out, make_runtime("cpu"), overrides=SMALL, steps=40)
@@ -107,6 +108,7 @@ def test_student_samplers():
     assert karras_sigmas(2, two.sigma_min, two.sigma_max, two.rho).tolist() == pytest.approx([5.0, 0.3, 0.0])
 
 
+@pytest.mark.slow
 def test_two_step_student(teacher, tmp_path):
     out = tmp_path / "wm2.pt"
     r = run_wmcli("distill", str(teacher), "-o", str(out), "--steps", "2", "--student-steps", "2", "--json", *sets())

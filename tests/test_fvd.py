@@ -101,6 +101,7 @@ def test_torchscript_with_stylegan_v_flags_is_called_with_them(tmp_path):
     assert out.tolist() == [[0.0, 0.0, 1.0]] * 2
 
 
+@pytest.mark.slow
 def test_fvd_is_zero_against_itself_and_grows_with_noise(detector_files, breakout_store, tmp_path):
     det = load_detector(detector_files[0])
     real = open_videos(breakout_store.path)

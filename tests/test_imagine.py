@@ -42,6 +42,7 @@ def agent_ckpt(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_mp4_and_gif_hold_context_then_dream_at_the_scaled_size(micro_wm, tmp_path):
     # The command line, as is: 25 denoising steps a frame; 25 imagined frames (the default
     # horizon) after the 4 real context frames.

@@ -67,6 +67,7 @@ def test_run_makes_the_whole_loop_in_one_folder(tmp_path):
     assert (d / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_run_with_distillation_trains_the_agent_in_the_student(tmp_path):
     from wmcli.base.checkpoint import load_checkpoint
 
@@ -123,6 +124,7 @@ def test_rare_reward_steps_counts_the_two_rarer_signs():
     assert rare_reward_steps(np.zeros(0)) == 0
 
 
+@pytest.mark.slow
 def test_initial_collection_goes_on_until_rewards_are_seen(tmp_path):
     """DIAMOND's rule: after initial_collect_steps, random play continues collect_steps at a time
     until the two rarer reward signs count initial_collect_min_rewards steps, within a cap."""

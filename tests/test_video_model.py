@@ -293,6 +293,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ddp_trains_a_video_model_on_two_cpu_processes(breakout_store, tmp_path):
     import os
     import subprocess
