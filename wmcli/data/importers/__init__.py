@@ -115,11 +115,10 @@ def _target_env(source: Source, store_path: Path, game: str | None, name: str | 
             raise WmcliError(f"store {store_path} holds {env['frame_shape'][0]}x{env['frame_shape'][1]} frames; drop "
                              f"--frame-size {frame_size} (frames are resized to the store's) or import into another --store")
         return env
-    first = source.read(source.keys()[0]) if source.keys() else None
-    if frame_size is None:
-        if first is None:
+    if frame_size is None:  # the source's own size: its first episode says (read again when imported)
+        if not source.keys():
             raise WmcliError(f"{source.path} holds no episodes")
-        H, W = first.obs.shape[1:3]
+        H, W = source.read(source.keys()[0]).obs.shape[1:3]
         if H != W:
             raise WmcliError(f"{source.path} has {H}x{W} frames and wmcli's models take square ones; pass "
                              f"--frame-size (64 is DIAMOND's) to resize them")
