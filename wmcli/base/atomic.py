@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 from wmcli.base.errors import WmcliError
@@ -68,6 +69,41 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False):
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, label: str = ""):
+    """Yield a new hidden folder beside `path` to fill; on success it becomes `path` in one rename.
+
+    An existing `path` steps aside first (POSIX renames a folder only over an empty one), is put
+    back if the rename fails, and is removed once the new folder is in place. On any error or
+    interruption the temporary folder is removed and `path` is as it was; OSError goes to the
+    caller, which says what could not be written. A SIGKILL can leave the hidden `.tmp-` folder
+    (or, between the two renames, the old folder under its hidden `.old-` name). `label` tags the
+    hidden names (`.tmp-merge-...`)."""
+    path = Path(path)
+    tag = f"{label}-" if label else ""
+    tmp = path.with_name(f".tmp-{tag}{os.getpid()}-{os.urandom(4).hex()}-{path.name}")
+    old = None
+    try:
+        tmp.mkdir()
+        yield tmp
+        fsync_dir(tmp)
+        if path.exists():
+            old = path.with_name(f".old-{tmp.name.removeprefix('.tmp-')}")
+            os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)  # the old folder back under its name
+                old = None
+            raise
+        fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def unwritable(path: str | os.PathLike, e: OSError) -> WmcliError:

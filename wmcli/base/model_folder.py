@@ -16,18 +16,16 @@ and renamed into place, an existing folder being swapped out only once the new o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from wmcli.base.atomic import fsync_dir, fsync_file, make_parent, temp_path, unwritable
+from wmcli.base.atomic import atomic_dir, fsync_file, make_parent, unwritable
 from wmcli.base.errors import WmcliError
 
 WEIGHTS_NAME, CONFIG_NAME, CARD_NAME = "model.safetensors", "config.json", "README.md"
@@ -153,33 +151,17 @@ def write_model_folder(ckpt: dict, out: str | os.PathLike, card: str, overwrite:
         raise WmcliError(f"{out} exists and is not empty; pass another -o, or --overwrite to replace it")
     make_parent(out)
     tensors, config = split_checkpoint(ckpt)
-    tmp, old = temp_path(out), None
     try:
-        tmp.mkdir()
-        save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
-        (tmp / CARD_NAME).write_text(card if card.endswith("\n") else card + "\n")
-        os.chmod(tmp / WEIGHTS_NAME, (tmp / CONFIG_NAME).stat().st_mode & 0o777)  # safetensors writes 0600: as umask says
-        for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
-            fsync_file(tmp / name)
-        fsync_dir(tmp)
-        sizes = {name: (tmp / name).stat().st_size for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
-        if out.is_dir() and any(out.iterdir()):  # POSIX renames a folder only over an empty one
-            old = out.with_name(f".old-{tmp.name}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-        fsync_dir(out.parent)
+        with atomic_dir(out) as tmp:
+            save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
+            (tmp / CARD_NAME).write_text(card if card.endswith("\n") else card + "\n")
+            os.chmod(tmp / WEIGHTS_NAME, (tmp / CONFIG_NAME).stat().st_mode & 0o777)  # safetensors writes 0600: as umask says
+            for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
+                fsync_file(tmp / name)
+            sizes = {name: (tmp / name).stat().st_size for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
     except OSError as e:
         raise unwritable(out, e) from None
-    finally:  # whatever stopped it (an error, Ctrl-C): no temporary folder stays, the old one is back
-        if old is not None and old.exists():
-            if out.exists():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.rename(old, out)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return sizes
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from wmcli import __version__
-from wmcli.base.atomic import fsync_dir, fsync_file, write_text_atomic
+from wmcli.base.atomic import atomic_dir, fsync_dir, fsync_file, write_text_atomic
 from wmcli.base.errors import WmcliError
 from wmcli.data.store import (
     EPISODES_DIR,
@@ -122,47 +122,30 @@ def merge_stores(sources: list[str | os.PathLike], out: str | os.PathLike, overw
                          f"(mkdir -p {out.parent}) or choose another place")
 
     t0 = time.perf_counter()
-    tmp = out.with_name(f".tmp-merge-{os.getpid()}-{os.urandom(4).hex()}-{out.name}")
-    old = None
     linked, copied, size = 0, 0, 0
     try:
-        (tmp / EPISODES_DIR).mkdir(parents=True)
-        meta = {"format": FORMAT, "created": time.time(), "wmcli_version": __version__, "env": stores[0].env,
-                "merged_from": [str(st.path) for st in stores]}
-        write_text_atomic(tmp / META_NAME, json.dumps(meta, indent=2))
-        for name, src in sorted(chosen.items()):
-            dst = tmp / EPISODES_DIR / name
-            if not copy and _link(src, dst):
-                linked += 1
-            else:
-                shutil.copyfile(src, dst)
-                fsync_file(dst)
-                copied += 1
-            size += dst.stat().st_size
-        if recorded_in:
-            record = {"format": HELD_OUT_FORMAT, "created": time.time(), "fraction": None, "seed": None,
-                      "merged_from": recorded_in, "episodes_at_split": len(chosen), "held_out": sorted(held)}
-            write_text_atomic(tmp / HELD_OUT_NAME, json.dumps(record, indent=2))
-        fsync_dir(tmp / EPISODES_DIR)
-        fsync_dir(tmp)
-        if out.exists():  # --overwrite: the old store steps aside, the new one takes its name, the old goes
-            old = out.with_name(f".old-merge-{os.getpid()}-{os.urandom(4).hex()}-{out.name}")
-            os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            if old is not None:
-                os.rename(old, out)  # put the old store back
-                old = None
-            raise
-        fsync_dir(out.parent)
+        with atomic_dir(out, "merge") as tmp:  # --overwrite: the old store steps aside, then goes
+            (tmp / EPISODES_DIR).mkdir()
+            meta = {"format": FORMAT, "created": time.time(), "wmcli_version": __version__, "env": stores[0].env,
+                    "merged_from": [str(st.path) for st in stores]}
+            write_text_atomic(tmp / META_NAME, json.dumps(meta, indent=2))
+            for name, src in sorted(chosen.items()):
+                dst = tmp / EPISODES_DIR / name
+                if not copy and _link(src, dst):
+                    linked += 1
+                else:
+                    shutil.copyfile(src, dst)
+                    fsync_file(dst)
+                    copied += 1
+                size += dst.stat().st_size
+            if recorded_in:
+                record = {"format": HELD_OUT_FORMAT, "created": time.time(), "fraction": None, "seed": None,
+                          "merged_from": recorded_in, "episodes_at_split": len(chosen), "held_out": sorted(held)}
+                write_text_atomic(tmp / HELD_OUT_NAME, json.dumps(record, indent=2))
+            fsync_dir(tmp / EPISODES_DIR)
     except OSError as e:
         raise WmcliError(f"cannot write {out} ({e.strerror or type(e).__name__}); choose a writable place "
                          f"(or free some space); nothing was written") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return {"output": str(out), "sources": [str(st.path) for st in stores], "game": stores[0].env["name"],
             "episodes": len(chosen), "per_source": [len(st.episode_paths()) for st in stores],
             "duplicates": duplicates, "unfinished_not_merged": unfinished, "linked": linked, "copied": copied,
