@@ -3,8 +3,9 @@
 A rename within one folder is atomic on POSIX, so a reader (or a process restarted after a
 SIGKILL) sees the old file or the new one, never a half-written one. Every file wmcli writes
 goes this way (stores, checkpoints, videos, run state), or is opened by `open_for_append`
-(metrics logs); a place that cannot be written (no permission, read-only, full disk) ends in
-one WmcliError naming the path, and the file that was there is left as it was.
+(metrics logs); whole folders (model folders, merged stores) go through `atomic_dir`. A place
+that cannot be written (no permission, read-only, full disk) ends in one WmcliError naming the
+path, and the file that was there is left as it was.
 """
 
 from __future__ import annotations
